@@ -1,0 +1,5 @@
+import sys
+
+from nni_lightnas.cli import main
+
+sys.exit(main())

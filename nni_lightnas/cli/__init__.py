@@ -1,0 +1,63 @@
+"""The ``nni-lightnas`` command line: a thin layer over the library.
+
+Each subcommand lives in its own module of this package with two functions,
+``add_arguments(parser)`` and ``run(args) -> int``; :data:`SUBCOMMANDS` lists them. Those
+modules import heavy libraries (torch, NNI) inside ``run`` only, so ``--help`` is quick.
+
+Examples
+--------
+>>> main(['space', 'show', '--preset', 'tiny'])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+__all__ = ['SUBCOMMANDS', 'build_parser', 'main']
+
+#: name -> (module under nni_lightnas.cli, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    'space': ('space', 'inspect the LightNAS search spaces'),
+    'export': ('export', 'export a LightNet to ONNX (checked against PyTorch in ONNX Runtime)'),
+    'demo': ('demo', 'build a space, export a sampled LightNet and time it with ONNX Runtime'),
+}
+
+
+class CLIError(Exception):
+    """A user error the CLI reports in one line (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='nni-lightnas',
+        description='LightNAS hardware-aware NAS for embedded platforms (an NNI 3.0 plugin).')
+    parser.add_argument('-v', '--verbose', action='count', default=0, help='more log output (-vv for debug)')
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+    subparsers.required = True
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(f'{__name__}.{module_name}')
+        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(subparser)
+        subparser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nni-lightnas``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    try:
+        return int(args._run(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError) as error:
+        print(f'nni-lightnas {args.command}: error: {error}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':  # pragma: no cover
+    sys.exit(main())

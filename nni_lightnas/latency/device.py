@@ -1,0 +1,197 @@
+"""Devices that measure latency, and the result they return.
+
+A :class:`Device` takes an ONNX model (a path, bytes, or an ``nn.Module`` it exports at a
+given input shape) and returns a :class:`LatencyResult`. Subclasses implement
+:meth:`Device._measure_onnx_file`; exporting and the one-measurement-at-a-time lock
+live here.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+__all__ = ['LatencyResult', 'Device', 'device_lock', 'DEFAULT_LOCK_DIR']
+
+_logger = logging.getLogger(__name__)
+DEFAULT_LOCK_DIR = Path(tempfile.gettempdir()) / 'nni-lightnas-locks'
+
+
+@dataclass
+class LatencyResult:
+    """One latency measurement of one model on one device.
+
+    Attributes
+    ----------
+    median_ms, p25_ms, p75_ms, mean_ms, min_ms
+        Statistics of the per-run times, in milliseconds.
+    cv
+        Coefficient of variation (std / mean) of the runs.
+    runs
+        Number of timed runs in the kept attempt.
+    device
+        The device's name (``local``, ``ssh://user@host``).
+    runtime, provider, threads
+        What ran the model: runtime and version, execution provider, intra-op threads.
+    input_shape
+        The model's input shape, batch included.
+    stable
+        Whether the spread (IQR / median) was within the device's tolerance; ``attempts``
+        says how many measurements it took.
+    facts
+        Anything else the device knows (host, clocks, power mode, ...).
+
+    Examples
+    --------
+    >>> result = LatencyResult(median_ms=1.0, p25_ms=0.9, p75_ms=1.2, runs=50, device='local')
+    >>> round(result.iqr_ms, 3)
+    0.3
+    >>> sorted(result.to_dict())[:3]
+    ['attempts', 'cv', 'device']
+    """
+
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    runs: int
+    device: str
+    mean_ms: float | None = None
+    min_ms: float | None = None
+    cv: float | None = None
+    runtime: str = ''
+    provider: str = ''
+    threads: int | None = None
+    input_shape: list[int] = field(default_factory=list)
+    warmup_runs: int | None = None
+    attempts: int = 1
+    stable: bool = True
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.p75_ms - self.p25_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_runner(cls, data: dict[str, Any], device: str, **facts: Any) -> 'LatencyResult':
+        """Build from the JSON dict of :func:`nni_lightnas.latency.runner.measure_onnx`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        extra = {key: value for key, value in data.items() if key not in known}
+        return cls(device=device, **{k: v for k, v in values.items() if k != 'device'},
+                   facts={**extra, **facts})
+
+
+@contextlib.contextmanager
+def device_lock(name: str, lock_dir: str | os.PathLike | None = None,
+                timeout_s: float | None = None) -> Iterator[Path]:
+    """Hold an exclusive, cross-process file lock for device ``name``.
+
+    Two concurrent measurements on one device corrupt each other; NNI trials are separate
+    processes, so a thread lock is not enough. Uses ``filelock`` (pinned by NNI 3.0).
+    """
+    from filelock import FileLock, Timeout
+    lock_dir = Path(lock_dir) if lock_dir is not None else DEFAULT_LOCK_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    safe = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
+    path = lock_dir / f'{safe}.lock'
+    lock = FileLock(str(path), timeout=-1 if timeout_s is None else timeout_s)
+    try:
+        with lock:
+            yield path
+    except Timeout as error:
+        raise TimeoutError(f'device {name!r} stayed busy for {timeout_s} s (lock {path})') from error
+
+
+class Device(abc.ABC):
+    """Something that times ONNX models: this machine, a board over SSH, ...
+
+    Parameters
+    ----------
+    num_runs
+        Timed runs per measurement.
+    num_warmup_runs
+        Untimed runs before them.
+    threads
+        Intra-op threads of the runtime (recorded with each result).
+    max_iqr_ratio
+        A measurement whose IQR exceeds this share of its median is repeated.
+    max_attempts
+        Measurements at most, keeping the one with the smallest spread.
+    lock_dir
+        Directory of the cross-process lock files.
+    """
+
+    name: str = 'device'
+
+    def __init__(self, *, num_runs: int = 100, num_warmup_runs: int = 10, threads: int = 1,
+                 max_iqr_ratio: float = 0.1, max_attempts: int = 3, lock_dir: str | os.PathLike | None = None):
+        if num_runs < 1:
+            raise ValueError(f'num_runs must be >= 1, got {num_runs=}')
+        if num_warmup_runs < 0:
+            raise ValueError(f'num_warmup_runs must be >= 0, got {num_warmup_runs=}')
+        if threads < 1:
+            raise ValueError(f'threads must be >= 1, got {threads=}')
+        if not max_iqr_ratio > 0:
+            raise ValueError(f'max_iqr_ratio must be > 0, got {max_iqr_ratio=}')
+        if max_attempts < 1:
+            raise ValueError(f'max_attempts must be >= 1, got {max_attempts=}')
+        self.num_runs = num_runs
+        self.num_warmup_runs = num_warmup_runs
+        self.threads = threads
+        self.max_iqr_ratio = max_iqr_ratio
+        self.max_attempts = max_attempts
+        self.lock_dir = lock_dir
+
+    def measure(self, model: Any, input_shape: Sequence[int] | None = None) -> LatencyResult:
+        """Measure ``model``: an ONNX path, ONNX bytes, or an ``nn.Module`` with ``input_shape``.
+
+        Holds the device lock for the whole measurement.
+        """
+        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
+            path = self._as_onnx_file(model, input_shape, Path(workdir))
+            with device_lock(self.name, self.lock_dir):
+                result = self._measure_onnx_file(path)
+        if not result.stable:
+            _logger.warning('%s: spread stayed wide after %d attempts (IQR %.3f ms on median %.3f ms)',
+                            self.name, result.attempts, result.iqr_ms, result.median_ms)
+        return result
+
+    @staticmethod
+    def _as_onnx_file(model: Any, input_shape: Sequence[int] | None, workdir: Path) -> Path:
+        if isinstance(model, (str, os.PathLike)):
+            path = Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f'ONNX model {path} does not exist')
+            return path
+        if isinstance(model, (bytes, bytearray)):
+            path = workdir / 'model.onnx'
+            path.write_bytes(bytes(model))
+            return path
+        import torch.nn
+        if isinstance(model, torch.nn.Module):
+            if input_shape is None:
+                raise ValueError('input_shape (batch, channels, height, width) is needed to export an nn.Module')
+            from nni_lightnas.export import export_onnx
+            return export_onnx(model, workdir / 'model.onnx', input_shape, check=False)
+        raise TypeError(f'model must be an ONNX path, ONNX bytes or an nn.Module, got {type(model).__name__}')
+
+    @abc.abstractmethod
+    def _measure_onnx_file(self, path: Path) -> LatencyResult:
+        """Time the ONNX file at ``path``; the caller holds the device lock."""
+
+    def extra_repr(self) -> str:
+        return (f'num_runs={self.num_runs}, num_warmup_runs={self.num_warmup_runs}, threads={self.threads}, '
+                f'max_iqr_ratio={self.max_iqr_ratio}, max_attempts={self.max_attempts}')
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.extra_repr()})'

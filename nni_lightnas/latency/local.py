@@ -1,0 +1,42 @@
+"""The ``local`` device: ONNX Runtime on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .device import Device, LatencyResult
+from .runner import measure_onnx
+
+__all__ = ['LocalDevice']
+
+
+class LocalDevice(Device):
+    """ONNX Runtime on this machine (CPU provider; CUDA/TensorRT when installed and present).
+
+    Parameters
+    ----------
+    providers
+        ONNX Runtime execution providers in order of preference; default: TensorRT, CUDA
+        when available, then CPU.
+    **kwargs
+        See :class:`~nni_lightnas.latency.device.Device`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> result = LocalDevice(num_runs=5, num_warmup_runs=1).measure(torch.nn.Conv2d(1, 4, 3), (1, 1, 8, 8))
+    >>> result.device, result.runs
+    ('local', 5)
+    """
+
+    name = 'local'
+
+    def __init__(self, *, providers: list[str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.providers = providers
+
+    def _measure_onnx_file(self, path: Path) -> LatencyResult:
+        data = measure_onnx(str(path), num_runs=self.num_runs, num_warmup_runs=self.num_warmup_runs,
+                            threads=self.threads, providers=self.providers, max_iqr_ratio=self.max_iqr_ratio,
+                            max_attempts=self.max_attempts)
+        return LatencyResult.from_runner(data, device=self.name)

@@ -1,0 +1,189 @@
+"""Candidate blocks of the LightNAS search space.
+
+Two kinds of operation fill a searchable layer:
+
+* ``MBK{k}E{e}``: the MobileNetV2 inverted residual ("MBConv"): 1x1 expansion to
+  ``e * in_chs``, ``k x k`` depthwise conv with the layer's stride, 1x1 linear projection,
+  BatchNorm after each conv and ReLU6 after the first two; an identity residual when the
+  stride is 1 and ``in_chs == out_chs``.
+* ``skip``: identity when shapes match, else a 1x1 conv with the layer's stride plus BN.
+
+Op names are data (see :func:`parse_op_name`); :func:`build_op` turns a name into a module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = [
+    'OP_NAMES', 'SKIP', 'OpSpec', 'parse_op_name', 'make_divisible',
+    'InvertedResidual', 'SkipOp', 'build_op',
+]
+
+SKIP = 'skip'
+KERNEL_SIZES = (3, 5, 7)
+EXPANSION_RATIOS = (3, 6)
+#: The seven candidates of every searchable layer, in the order of the LightNAS paper.
+OP_NAMES: tuple[str, ...] = tuple(
+    f'MBK{kernel}E{expansion}' for kernel in KERNEL_SIZES for expansion in EXPANSION_RATIOS
+) + (SKIP,)
+
+_MB_PATTERN = re.compile(r'^MBK(\d+)E(\d+)$')
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A decoded op name.
+
+    Attributes
+    ----------
+    name
+        The canonical name (``MBK5E3`` or ``skip``).
+    dw_kernel_size
+        Depthwise kernel size; ``None`` for skip.
+    exp_ratio
+        Expansion ratio of the inverted residual; ``None`` for skip.
+    """
+
+    name: str
+    dw_kernel_size: int | None = None
+    exp_ratio: int | None = None
+
+    @property
+    def is_skip(self) -> bool:
+        return self.name == SKIP
+
+
+def parse_op_name(name: str) -> OpSpec:
+    """Decode an op name such as ``MBK3E6`` or ``skip``.
+
+    Any odd kernel and positive expansion parse (the fixed first block is ``MBK3E1``);
+    ``SkipConnect`` (the authors' spelling) is accepted for ``skip``.
+
+    Examples
+    --------
+    >>> parse_op_name('MBK5E3')
+    OpSpec(name='MBK5E3', dw_kernel_size=5, exp_ratio=3)
+    >>> parse_op_name('SkipConnect').is_skip
+    True
+    """
+    if not isinstance(name, str):
+        raise TypeError(f'op name must be a string, got {name!r} of type {type(name).__name__}')
+    if name in (SKIP, 'SkipConnect', 'Skip', 'SKIP'):
+        return OpSpec(SKIP)
+    match = _MB_PATTERN.match(name)
+    if match:
+        kernel, expansion = int(match.group(1)), int(match.group(2))
+        if kernel % 2 == 1 and expansion >= 1:
+            return OpSpec(name, kernel, expansion)
+    raise ValueError(f'unknown op name {name!r}; accepted: {", ".join(OP_NAMES)} '
+                     f'(MBK{{k}}E{{e}} with odd k, and SkipConnect for skip)')
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of ``divisor``, never more than 10% below ``value``.
+
+    Examples
+    --------
+    >>> make_divisible(16 * 0.75)
+    16
+    >>> make_divisible(37)
+    40
+    """
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def conv_bn(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
+            act: bool = True) -> nn.Sequential:
+    """Conv (no bias, 'same' padding) + BatchNorm (+ ReLU6)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_chs),
+    ]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 inverted residual, ``MBK{k}E{e}`` (often called MBConv).
+
+    Parameters
+    ----------
+    in_chs, out_chs
+        Input and output channels.
+    dw_kernel_size
+        Kernel of the depthwise conv.
+    exp_ratio
+        Expansion ratio; ignored when ``mid_chs`` is given.
+    stride
+        Stride of the depthwise conv.
+    mid_chs
+        Expanded width; defaults to ``in_chs * exp_ratio``. The channel stage (stage 2) sets it.
+
+    Examples
+    --------
+    >>> block = InvertedResidual(16, 16, dw_kernel_size=3, exp_ratio=6)
+    >>> block(torch.zeros(2, 16, 8, 8)).shape
+    torch.Size([2, 16, 8, 8])
+    >>> block.has_skip
+    True
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, *, dw_kernel_size: int = 3, exp_ratio: float = 6,
+                 stride: int = 1, mid_chs: int | None = None):
+        super().__init__()
+        mid_chs = mid_chs if mid_chs is not None else int(round(in_chs * exp_ratio))
+        self.has_skip = stride == 1 and in_chs == out_chs
+        # With expansion 1 the 1x1 expansion conv is dropped, as in MobileNetV2.
+        self.conv_pw = conv_bn(in_chs, mid_chs, 1) if mid_chs != in_chs else nn.Identity()
+        self.conv_dw = conv_bn(mid_chs, mid_chs, dw_kernel_size, stride, groups=mid_chs)
+        self.conv_pwl = conv_bn(mid_chs, out_chs, 1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.conv_pwl(self.conv_dw(self.conv_pw(x)))
+        if self.has_skip:
+            x = x + shortcut
+        return x
+
+
+class SkipOp(nn.Module):
+    """The ``skip`` candidate: identity, or 1x1 conv (with stride) + BN when the shape changes.
+
+    Examples
+    --------
+    >>> SkipOp(16, 24, stride=2)(torch.zeros(1, 16, 8, 8)).shape
+    torch.Size([1, 24, 4, 4])
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, *, stride: int = 1):
+        super().__init__()
+        self.is_identity = stride == 1 and in_chs == out_chs
+        self.proj = nn.Identity() if self.is_identity else conv_bn(in_chs, out_chs, 1, stride, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def build_op(name: str, in_chs: int, out_chs: int, stride: int, mid_chs: int | None = None) -> nn.Module:
+    """Build the module for op ``name`` at a layer with the given shape.
+
+    Examples
+    --------
+    >>> type(build_op('MBK7E3', 24, 24, 1)).__name__
+    'InvertedResidual'
+    """
+    spec = parse_op_name(name)
+    if spec.is_skip:
+        return SkipOp(in_chs, out_chs, stride=stride)
+    return InvertedResidual(in_chs, out_chs, dw_kernel_size=spec.dw_kernel_size,  # type: ignore[arg-type]
+                            exp_ratio=spec.exp_ratio, stride=stride, mid_chs=mid_chs)  # type: ignore[arg-type]
