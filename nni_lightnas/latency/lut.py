@@ -1,0 +1,615 @@
+"""Per-op latency lookup tables (LUTs) of a LightNAS space.
+
+A LUT holds the measured latency of every candidate op at every searchable layer, each
+timed as a tiny ONNX model with its real input shape (batch included), plus the fixed
+parts of the network (stem with the fixed first block, head). The predicted latency of
+an architecture is the sum of its rows (:class:`LatencyLUT`).
+
+Every timed call carries a fixed cost (session run, output allocation and copy) that a
+per-op sum would count once per op. The builder measures an ``Identity`` model at each
+output shape and subtracts it from the rows with that shape, then adds the cost of one
+call (an ``Identity`` at the network's output shape) once, as the fixed row ``call``.
+
+The table is written row by row (:func:`build_lut`): a crash or Ctrl-C loses no finished
+measurement, and a rerun with the same settings measures only the missing rows. A LUT
+built for another space, input size or batch is refused (:class:`LUTMismatchError`).
+
+File format: CSV whose first line is ``# nni-lightnas-lut {json metadata}``; Parquet (when
+``pyarrow`` is installed) keeps the same metadata in the schema.
+
+Examples
+--------
+>>> from nni_lightnas.latency import LocalDevice
+>>> lut = build_lut('tiny', LocalDevice(num_runs=5, num_warmup_runs=1), batch=2)  # doctest: +SKIP
+>>> lut.predict('MBK3E6-skip-MBK7E3') > 0  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .device import Device, LatencyResult
+from .model import LatencyModel
+
+__all__ = [
+    'LUT_FORMAT', 'LUTMismatchError', 'LUTEntry', 'LatencyLUT', 'lut_entries', 'build_lut', 'default_batch',
+    'measure_archs', 'latency_model_from_path', 'resolve_space',
+]
+
+_logger = logging.getLogger(__name__)
+
+LUT_FORMAT = 'nni-lightnas-lut/1'
+_HEADER_PREFIX = '# nni-lightnas-lut '
+#: Columns of a LUT table, in file order.
+COLUMNS = ['kind', 'layer', 'op', 'latency_ms', 'median_ms', 'p25_ms', 'p75_ms', 'overhead_ms', 'cv', 'runs',
+           'stable', 'input_shape', 'output_shape', 'measured_at']
+#: Row kinds: ``overhead`` rows (an Identity per output shape) are only subtracted; ``fixed``
+#: rows (call, stem, head, corrections) are added once; ``op`` rows are the searchable choices.
+KINDS = ('overhead', 'fixed', 'op')
+#: Metadata keys that must agree between a LUT and what it is used for (or resumed with).
+_IDENTITY_KEYS = ('space_fingerprint', 'input_size', 'in_chans', 'batch', 'device', 'threads')
+
+
+class LUTMismatchError(ValueError):
+    """A LUT was built for another space, input size, batch or device than the one asked for."""
+
+
+def default_batch(preset_or_config: Any) -> int:
+    """Batch at which a space is profiled by default: 32 for the 28x28 / 32x32 presets, else 1.
+
+    At batch 1 a Fashion-MNIST net runs in about 0.1 ms and the call overhead dominates;
+    at batch 32 compute dominates (DESIGN section 4).
+    """
+    config = resolve_space(preset_or_config)[0]
+    return 32 if config.input_size <= 64 else 1
+
+
+def resolve_space(space: Any) -> tuple[Any, dict[str, list[str]]]:
+    """``(SpaceConfig, candidates)`` from a ``LightNASSpace``, a preset name or a ``SpaceConfig``."""
+    from nni_lightnas.search_spaces import OP_NAMES, LightNASSpace, SpaceConfig, layer_specs, resolve_config
+    if isinstance(space, LightNASSpace):
+        return space.config, {label: list(ops) for label, ops in space.candidates.items()}
+    if isinstance(space, (str, SpaceConfig)):
+        config = resolve_config(space)
+        return config, {spec.label: list(OP_NAMES) for spec in layer_specs(config)}
+    raise TypeError(f'space must be a LightNASSpace, a preset name or a SpaceConfig, got {type(space).__name__}')
+
+
+def _shape_key(shape: Sequence[int]) -> str:
+    return 'x'.join(str(int(d)) for d in shape)
+
+
+class _Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@dataclass
+class LUTEntry:
+    """One row to measure: a module at an input shape."""
+
+    kind: str
+    layer: str
+    op: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    factory: Callable[[], nn.Module]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.layer, self.op)
+
+
+def lut_entries(space: Any, batch: int) -> list[LUTEntry]:
+    """Every row of the LUT of ``space`` at ``batch``, in measurement order.
+
+    Overhead rows (one Identity per distinct output shape) come first, then ``call``, the
+    stem (stem conv + fixed first block), every (layer, op) and the head.
+    """
+    from nni_lightnas.search_spaces import build_op, layer_specs
+    from nni_lightnas.search_spaces.lightnas_space import Head, make_stem
+    from nni_lightnas.search_spaces.presets import conv_output_size
+    if batch < 1:
+        raise ValueError(f'batch must be >= 1, got {batch=}')
+    config, candidates = resolve_space(space)
+    specs = layer_specs(config)
+    stem_chs = config.channels(config.stem_chs)
+    stem_size = conv_output_size(config.input_size, config.stem_stride)
+    net_input = (batch, config.in_chans, config.input_size, config.input_size)
+    net_output = (batch, config.num_classes)
+    rows: list[LUTEntry] = [
+        LUTEntry('fixed', 'call', 'identity', net_output, net_output, _Identity),
+        LUTEntry('fixed', 'stem', config.first_block, net_input, (batch, stem_chs, stem_size, stem_size),
+                 lambda: make_stem(config)),
+    ]
+    for spec in specs:
+        out_size = conv_output_size(spec.input_size, spec.stride)
+        for op in candidates[spec.label]:
+            rows.append(LUTEntry('op', spec.label, op, (batch, spec.in_chs, spec.input_size, spec.input_size),
+                                 (batch, spec.out_chs, out_size, out_size),
+                                 lambda op=op, spec=spec: build_op(op, spec.in_chs, spec.out_chs, spec.stride)))
+    last = specs[-1]
+    last_size = conv_output_size(last.input_size, last.stride)
+    rows.append(LUTEntry('fixed', 'head', 'head', (batch, last.out_chs, last_size, last_size), net_output,
+                         lambda: Head(config, last.out_chs)))
+    overheads = {}
+    for row in rows:
+        if row.layer != 'call':
+            overheads.setdefault(_shape_key(row.output_shape), row.output_shape)
+    return [LUTEntry('overhead', 'overhead', key, shape, shape, _Identity) for key, shape in overheads.items()] + rows
+
+
+def _identity_metadata(config: Any, batch: int, device: Device) -> dict[str, Any]:
+    return {
+        'format': LUT_FORMAT, 'preset': config.name, 'space_fingerprint': config.fingerprint(),
+        'space_config': config.to_dict(), 'input_size': config.input_size, 'in_chans': config.in_chans,
+        'batch': int(batch), 'device': device.name, 'threads': device.threads,
+        'num_runs': device.num_runs, 'num_warmup_runs': device.num_warmup_runs,
+    }
+
+
+def _check_identity(found: Mapping[str, Any], expected: Mapping[str, Any], source: str) -> None:
+    if found.get('format') != LUT_FORMAT:
+        raise LUTMismatchError(f'{source} is not an nni-lightnas LUT (format {found.get("format")!r}, '
+                               f'expected {LUT_FORMAT!r})')
+    for key in _IDENTITY_KEYS:
+        if key in expected and expected[key] is not None and found.get(key) != expected[key]:
+            what = {'space_fingerprint': 'another search space (fingerprint)', 'input_size': 'another input size',
+                    'in_chans': 'another number of input channels', 'batch': 'another batch',
+                    'device': 'another device', 'threads': 'another thread count'}[key]
+            raise LUTMismatchError(f'{source} was built for {what}: {key}={found.get(key)!r}, but '
+                                   f'{key}={expected[key]!r} was asked for (preset {found.get("preset")!r} vs '
+                                   f'{expected.get("preset")!r}); rebuild it or pass the matching LUT')
+
+
+# ---------------------------------------------------------------------------------------------
+# file I/O
+
+
+def _row_from_result(entry: LUTEntry, result: LatencyResult, overhead_ms: float) -> dict[str, Any]:
+    latency = result.median_ms if entry.kind == 'overhead' or entry.layer == 'call' else \
+        max(result.median_ms - overhead_ms, 0.0)
+    return {
+        'kind': entry.kind, 'layer': entry.layer, 'op': entry.op, 'latency_ms': latency,
+        'median_ms': result.median_ms, 'p25_ms': result.p25_ms, 'p75_ms': result.p75_ms,
+        'overhead_ms': overhead_ms, 'cv': result.cv, 'runs': result.runs, 'stable': bool(result.stable),
+        'input_shape': _shape_key(entry.input_shape), 'output_shape': _shape_key(entry.output_shape),
+        'measured_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    }
+
+
+def _read_csv(path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    with open(path, encoding='utf-8') as file:
+        first = file.readline()
+    if not first.startswith(_HEADER_PREFIX):
+        raise LUTMismatchError(f'{path} is not an nni-lightnas LUT: its first line does not start with '
+                               f'{_HEADER_PREFIX.strip()!r}')
+    metadata = json.loads(first[len(_HEADER_PREFIX):])
+    try:
+        table = pd.read_csv(path, skiprows=1, dtype={'layer': str, 'op': str}, on_bad_lines='skip')
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame(columns=COLUMNS)
+    # a row cut short by a crash in the middle of a write parses with missing values: drop it
+    table = table.dropna(subset=['kind', 'layer', 'op', 'latency_ms', 'median_ms'])
+    table = table.drop_duplicates(subset=['layer', 'op'], keep='last').reset_index(drop=True)
+    return metadata, table
+
+
+def _write_csv(path: Path, metadata: Mapping[str, Any], table: pd.DataFrame) -> None:
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'w', encoding='utf-8', newline='') as file:
+        file.write(_HEADER_PREFIX + json.dumps(metadata, sort_keys=True) + '\n')
+        table.to_csv(file, index=False)
+    os.replace(tmp, path)
+
+
+class _CSVJournal:
+    """Append-only CSV with the metadata line: one flushed, fsynced line per finished row."""
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path = path
+        self.columns = list(columns)
+
+    def start(self, metadata: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _write_csv(self.path, metadata, pd.DataFrame(columns=self.columns))
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        line = pd.DataFrame([row], columns=self.columns).to_csv(index=False, header=False)
+        with open(self.path, 'a', encoding='utf-8', newline='') as file:
+            file.write(line)
+            file.flush()
+            os.fsync(file.fileno())
+
+
+def _parquet_modules():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as error:
+        raise ImportError('Parquet LUTs need pyarrow (pip install pyarrow); or use a .csv path') from error
+    return pyarrow, pyarrow.parquet
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+
+
+class LatencyLUT(LatencyModel):
+    """Additive latency model: fixed part + the latency of each chosen op (ms).
+
+    ``predict(arch) = scale * (fixed_ms + sum_l lut[l, arch[l]]) + offset_ms``. ``scale`` and
+    ``offset_ms`` are 1 and 0 unless a whole-network calibration was fitted
+    (:func:`~nni_lightnas.latency.calibration.fit_linear_calibration`).
+
+    Parameters
+    ----------
+    table
+        Rows as written by :func:`build_lut` (columns :data:`COLUMNS`; at least ``kind``,
+        ``layer``, ``op``, ``latency_ms``).
+    metadata
+        Device, runtime, provider, threads, batch, input size, space fingerprint, date, ...
+    scale, offset_ms
+        Whole-network linear calibration; read from ``metadata['calibration']`` when not given.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({'kind': ['fixed', 'op', 'op', 'op', 'op'],
+    ...                       'layer': ['stem', 'layer00', 'layer00', 'layer01', 'layer01'],
+    ...                       'op': ['MBK3E1', 'skip', 'MBK3E3', 'skip', 'MBK3E3'],
+    ...                       'latency_ms': [1.0, 0.0, 0.5, 0.1, 0.7]})
+    >>> lut = LatencyLUT(table, {})
+    >>> lut.predict('MBK3E3-skip'), lut.latency_range()
+    (1.6, (1.1, 2.2))
+    >>> probs = {'layer00': torch.tensor([0.5, 0.5], requires_grad=True), 'layer01': torch.tensor([1.0, 0.0])}
+    >>> float(lut.expected_latency(probs))
+    1.35
+    """
+
+    def __init__(self, table: pd.DataFrame, metadata: Mapping[str, Any] | None = None, *,
+                 scale: float | None = None, offset_ms: float | None = None):
+        missing = {'kind', 'layer', 'op', 'latency_ms'} - set(table.columns)
+        if missing:
+            raise ValueError(f'LUT table lacks columns {sorted(missing)}; it has {list(table.columns)}')
+        unknown = set(table['kind']) - set(KINDS)
+        if unknown:
+            raise ValueError(f'LUT table has unknown row kinds {sorted(unknown)}; accepted: {KINDS}')
+        self.table = table.reset_index(drop=True)
+        self.metadata = dict(metadata or {})
+        calibration = self.metadata.get('calibration') or {}
+        self.scale = float(scale if scale is not None else calibration.get('scale', 1.0))
+        self.offset_ms = float(offset_ms if offset_ms is not None else calibration.get('offset_ms', 0.0))
+        if not math.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(f'calibration scale must be a positive number, got scale={self.scale}')
+        ops = self.table[self.table['kind'] == 'op']
+        self.candidates = {}
+        self._values: dict[str, torch.Tensor] = {}
+        for label in sorted(set(ops['layer'])):
+            rows = ops[ops['layer'] == label]
+            self.candidates[label] = [str(op) for op in rows['op']]
+            self._values[label] = torch.tensor([float(v) for v in rows['latency_ms']], dtype=torch.float64)
+        self._fixed_ms = float(self.table.loc[self.table['kind'] == 'fixed', 'latency_ms'].sum())
+
+    # --- queries -------------------------------------------------------------------------------
+
+    @property
+    def fixed_ms(self) -> float:
+        """Latency of the parts every architecture has (call, stem, head, corrections), uncalibrated."""
+        return self._fixed_ms
+
+    def latency(self, label: str, op: str) -> float:
+        """Table latency (ms, uncalibrated) of ``op`` at layer ``label``."""
+        if label not in self.candidates:
+            raise KeyError(f'layer {label!r} is not in the LUT; layers: {self.labels}')
+        if op not in self.candidates[label]:
+            raise KeyError(f'op {op!r} of {label} is not in the LUT; ops: {self.candidates[label]}')
+        return float(self._values[label][self.candidates[label].index(op)])
+
+    def layer_latencies(self, label: str) -> torch.Tensor:
+        """Latencies of the candidates of ``label`` (ms, float64, in :attr:`candidates` order)."""
+        return self._values[label].clone()
+
+    def one_hot(self, arch):
+        if isinstance(arch, str):
+            from nni_lightnas.search_spaces import decode_arch
+            arch = decode_arch(arch)
+        return super().one_hot(arch)
+
+    def predict(self, arch) -> float:
+        """Latency (ms) of one architecture: a LightNet string, an op list or an NNI sample."""
+        if isinstance(arch, str):
+            from nni_lightnas.search_spaces import decode_arch
+            arch = decode_arch(arch)
+        ops = [arch[label] for label in self.labels] if isinstance(arch, Mapping) else list(arch)
+        if len(ops) != len(self.labels):
+            raise ValueError(f'architecture has {len(ops)} layers, the LUT {len(self.labels)}')
+        total = self._fixed_ms + sum(self.latency(label, op) for label, op in zip(self.labels, ops))
+        return self.scale * total + self.offset_ms
+
+    def expected_latency(self, probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``scale * (fixed + sum_l probs[l] . lut[l]) + offset`` (ms); differentiable in ``probs``."""
+        missing = [label for label in self.labels if label not in probs]
+        if missing:
+            raise KeyError(f'probabilities missing for layers {missing}; the LUT needs {self.labels}')
+        total = None
+        for label in self.labels:
+            p = probs[label]
+            values = self._values[label].to(device=p.device, dtype=p.dtype if p.is_floating_point() else torch.float32)
+            if p.shape[-1] != values.shape[0]:
+                raise ValueError(f'{label}: {p.shape[-1]} probabilities for {values.shape[0]} candidates '
+                                 f'{self.candidates[label]}')
+            term = (p * values).sum(-1)
+            total = term if total is None else total + term
+        if total is None:
+            total = torch.zeros(())
+        return self.scale * (total + self._fixed_ms) + self.offset_ms
+
+    def latency_range(self) -> tuple[float, float]:
+        low = self._fixed_ms + sum(float(v.min()) for v in self._values.values())
+        high = self._fixed_ms + sum(float(v.max()) for v in self._values.values())
+        return (self.scale * low + self.offset_ms, self.scale * high + self.offset_ms)
+
+    # --- compatibility -------------------------------------------------------------------------
+
+    def check_compatible(self, space: Any = None, *, batch: int | None = None, device: str | None = None,
+                         threads: int | None = None, source: str = 'the LUT') -> None:
+        """Raise :class:`LUTMismatchError` unless this LUT fits ``space`` (and batch/device/threads if given)."""
+        expected: dict[str, Any] = {'batch': batch, 'device': device, 'threads': threads}
+        if space is not None:
+            config, candidates = resolve_space(space)
+            expected.update({'space_fingerprint': config.fingerprint(), 'input_size': config.input_size,
+                             'in_chans': config.in_chans, 'preset': config.name})
+            # the clearest message first: input size, then the space itself
+            order = ('input_size', 'in_chans', 'space_fingerprint')
+            _check_identity(self.metadata, {key: expected[key] for key in order} | {'preset': config.name},
+                            source)
+            for label, ops in candidates.items():
+                absent = [op for op in ops if op not in self.candidates.get(label, [])]
+                if absent:
+                    raise LUTMismatchError(f'{source} has no rows for {label} ops {absent}; rebuild it for this space')
+        _check_identity(self.metadata, expected, source)
+
+    # --- derived tables ------------------------------------------------------------------------
+
+    def with_calibration(self, scale: float, offset_ms: float, **info: Any) -> 'LatencyLUT':
+        """A copy predicting ``scale * sum + offset_ms`` (a whole-network linear correction)."""
+        metadata = dict(self.metadata)
+        metadata['calibration'] = {'scale': float(scale), 'offset_ms': float(offset_ms), **info}
+        return LatencyLUT(self.table.copy(), metadata)
+
+    def describe(self) -> str:
+        low, high = self.latency_range()
+        return (f'LUT {self.metadata.get("preset", "?")} on {self.metadata.get("device", "?")} '
+                f'(batch {self.metadata.get("batch", "?")}, threads {self.metadata.get("threads", "?")}, '
+                f'correction {self.metadata.get("correction", "none")}): {len(self.labels)} layers, '
+                f'range {low:.3f}-{high:.3f} ms')
+
+    def __repr__(self) -> str:
+        return f'LatencyLUT({self.describe()})'
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (``.csv``, or ``.parquet`` when pyarrow is installed); atomic."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = self.table.copy()
+        for column in COLUMNS:
+            if column not in table.columns:
+                table[column] = None
+        extra = [c for c in table.columns if c not in COLUMNS]
+        table = table[COLUMNS + extra]
+        if path.suffix == '.parquet':
+            pyarrow, parquet = _parquet_modules()
+            arrow = pyarrow.Table.from_pandas(table, preserve_index=False)
+            arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                                   b'nni-lightnas-lut': json.dumps(self.metadata).encode()})
+            parquet.write_table(arrow, str(path))
+        else:
+            _write_csv(path, self.metadata, table)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, space: Any = None, batch: int | None = None,
+             device: str | None = None, threads: int | None = None) -> 'LatencyLUT':
+        """Read a LUT; when ``space`` (or batch/device/threads) is given, refuse one built for another.
+
+        Raises
+        ------
+        LUTMismatchError
+            The file is no LUT, or it was built for another space, input size, batch, ...
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f'LUT {path} does not exist')
+        if path.suffix == '.parquet':
+            _, parquet = _parquet_modules()
+            arrow = parquet.read_table(str(path))
+            raw = (arrow.schema.metadata or {}).get(b'nni-lightnas-lut')
+            if raw is None:
+                raise LUTMismatchError(f'{path} is not an nni-lightnas LUT (no nni-lightnas-lut metadata)')
+            metadata, table = json.loads(raw), arrow.to_pandas()
+        else:
+            metadata, table = _read_csv(path)
+        if metadata.get('format') != LUT_FORMAT:
+            raise LUTMismatchError(f'{path} has format {metadata.get("format")!r}; expected {LUT_FORMAT!r}')
+        lut = cls(table, metadata)
+        if metadata.get('complete') is False:
+            _logger.warning('%s is incomplete (an interrupted build): rerun the build to finish it', path)
+        lut.check_compatible(space, batch=batch, device=device, threads=threads, source=str(path))
+        return lut
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str | os.PathLike | None = None,
+              overhead: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None,
+              overwrite: bool = False) -> LatencyLUT:
+    """Measure the LUT of ``space`` on ``device``, row by row, resumable.
+
+    Parameters
+    ----------
+    space
+        A ``LightNASSpace`` (its candidates), a preset name or a ``SpaceConfig`` (all seven ops).
+    device
+        Where to measure (:class:`~nni_lightnas.latency.device.Device`).
+    batch
+        Batch of every row's input; default :func:`default_batch` (32 for the small presets).
+    path
+        Where to write the table (``.csv`` or ``.parquet``). Each finished row is appended and
+        flushed at once (for Parquet, to ``PATH.partial.csv``, converted at the end). When
+        the file exists with the same space, batch, device and threads, only missing rows are
+        measured; when it was built with other settings, :class:`LUTMismatchError`.
+    overhead
+        Subtract the cost of a call (an Identity model at the row's output shape) from every
+        row, and count one call in the fixed part. Off: raw medians are summed.
+    on_row
+        Called with each newly measured row (a dict); may raise (e.g. ``KeyboardInterrupt``)
+        to stop, and the rows written so far stay.
+    overwrite
+        Start a fresh table even if ``path`` exists.
+
+    Returns
+    -------
+    LatencyLUT
+        The complete table.
+    """
+    from nni_lightnas.export import onnx_bytes
+    config, _ = resolve_space(space)
+    batch = default_batch(config) if batch is None else int(batch)
+    entries = lut_entries(space, batch)
+    expected = _identity_metadata(config, batch, device)
+    expected['overhead_subtracted'] = bool(overhead)
+
+    final_path = Path(path) if path is not None else None
+    journal_path = None
+    if final_path is not None:
+        journal_path = final_path.with_name(final_path.name + '.partial.csv') \
+            if final_path.suffix == '.parquet' else final_path
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    metadata: dict[str, Any] | None = None
+    if journal_path is not None and journal_path.is_file() and not overwrite:
+        found, table = _read_csv(journal_path)
+        _check_identity(found, expected, str(journal_path))
+        if found.get('overhead_subtracted') != expected['overhead_subtracted']:
+            raise LUTMismatchError(f'{journal_path} was built with overhead_subtracted='
+                                   f'{found.get("overhead_subtracted")}, asked for {overhead}')
+        metadata = found
+        done = {(row['layer'], row['op']): row for row in table.to_dict('records')}
+        _logger.info('resuming %s: %d of %d rows already measured', journal_path, len(done), len(entries))
+    journal = _CSVJournal(journal_path, COLUMNS) if journal_path is not None else None
+
+    overheads = {key[1]: row['median_ms'] for key, row in done.items() if row['kind'] == 'overhead'}
+    for entry in entries:
+        if entry.key in done:
+            continue
+        if entry.kind == 'overhead' and not overhead:
+            continue
+        result = device.measure(onnx_bytes(entry.factory(), entry.input_shape), entry.input_shape)
+        if metadata is None:
+            metadata = {**expected, 'runtime': result.runtime, 'provider': result.provider,
+                        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+                        'correction': 'none', 'complete': False}
+            if journal is not None and not (journal_path.is_file() and done):
+                journal.start(metadata)
+        overhead_ms = overheads.get(_shape_key(entry.output_shape), 0.0) if overhead else 0.0
+        if entry.layer == 'call' and not overhead:
+            overhead_ms = 0.0
+        row = _row_from_result(entry, result, overhead_ms)
+        if entry.layer == 'call' and not overhead:
+            row['latency_ms'] = 0.0  # without overhead handling, every row already pays a call
+        if entry.kind == 'overhead':
+            overheads[entry.op] = result.median_ms
+        done[entry.key] = row
+        if journal is not None:
+            journal.append(row)
+        _logger.info('%-8s %-10s %.4f ms (IQR %.4f-%.4f, overhead %.4f)', entry.layer, entry.op,
+                     row['latency_ms'], row['p25_ms'], row['p75_ms'], overhead_ms)
+        if on_row is not None:
+            on_row(row)
+
+    if metadata is None:  # nothing to measure and no file: an empty space cannot happen
+        raise RuntimeError('no LUT rows were measured')
+    metadata['complete'] = True
+    rows = [done[entry.key] for entry in entries if entry.key in done]
+    lut = LatencyLUT(pd.DataFrame(rows, columns=COLUMNS), metadata)
+    if final_path is not None:
+        lut.save(final_path)
+        if journal_path != final_path and journal_path.is_file():
+            journal_path.unlink()
+    return lut
+
+
+def measure_archs(space: Any, archs: Iterable[Any], device: Device, *, batch: int, rounds: int = 1,
+                  on_result: Callable[[int, LatencyResult], None] | None = None) -> list[dict[str, Any]]:
+    """Measure whole exported networks; with ``rounds > 1`` the list is measured again in turn.
+
+    Interleaving the repeats spreads slow drift of the machine over all architectures rather
+    than biasing the ones measured last. Returns one dict per architecture: ``arch``,
+    ``median_ms`` (median over rounds of the per-round medians), ``p25_ms``, ``p75_ms``
+    (of the first round), ``round_medians_ms``.
+    """
+    from nni_lightnas.search_spaces import LightNet, decode_arch, encode_arch
+    config, _ = resolve_space(space)
+    archs = [decode_arch(arch, config) for arch in archs]
+    input_shape = (batch, config.in_chans, config.input_size, config.input_size)
+    results: list[list[LatencyResult]] = [[] for _ in archs]
+    for _ in range(max(1, rounds)):
+        for index, arch in enumerate(archs):
+            result = device.measure(LightNet(arch, config), input_shape)
+            results[index].append(result)
+            if on_result is not None:
+                on_result(index, result)
+    summary = []
+    for arch, measured in zip(archs, results):
+        medians = sorted(r.median_ms for r in measured)
+        summary.append({'arch': encode_arch(arch), 'median_ms': float(pd.Series(medians).median()),
+                        'p25_ms': measured[0].p25_ms, 'p75_ms': measured[0].p75_ms,
+                        'round_medians_ms': [r.median_ms for r in measured]})
+    return summary
+
+
+def latency_model_from_path(path: str | os.PathLike, *, space: Any = None) -> LatencyModel:
+    """Load any latency model file: a LUT (``.csv``/``.parquet``, plain or corrected) or a predictor.
+
+    Parameters
+    ----------
+    path
+        The file.
+    space
+        When given, a model built for another space or input size is refused.
+
+    Examples
+    --------
+    >>> model = latency_model_from_path('runs/lut_fashion_mnist.csv', space='fashion_mnist')  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'latency model {path} does not exist')
+    if path.suffix in ('.csv', '.parquet'):
+        return LatencyLUT.load(path, space=space)
+    try:
+        from . import predictors
+    except ImportError as error:
+        raise ValueError(f'{path}: not a LUT (.csv/.parquet) and no predictor support is installed') from error
+    loader = getattr(predictors, 'load_predictor', None) or getattr(predictors, 'load_latency_predictor', None)
+    if loader is None:
+        raise ValueError(f'{path}: not a LUT (.csv/.parquet); predictors offers no load_predictor function')
+    model = loader(path)
+    if space is not None and hasattr(model, 'check_compatible'):
+        model.check_compatible(space)
+    return model
