@@ -1,0 +1,454 @@
+"""The ``ssh://`` device: time ONNX models on a board (a Jetson) reached over SSH.
+
+The system OpenSSH client does the connecting, so the user's ``~/.ssh/config`` (aliases,
+``ProxyJump``, ``ControlMaster``), keys and agent all apply; it runs with ``BatchMode=yes``
+and never prompts. Each measurement is one SSH session that:
+
+1. ships ``runner.py`` and ``ssh_board.py`` (a few kB, so the board never runs stale code)
+   and the ONNX file, through the session's stdin;
+2. on the board, takes an exclusive ``flock`` on ``<remote_dir>/board.lock``: one
+   measurement at a time per board, whichever workstation, trial or pool asks;
+3. runs ``trtexec`` (when configured; its GPU compute times) or ONNX Runtime (TensorRT /
+   CUDA execution providers when present, else CPU) and reads board facts (nvpmodel mode,
+   whether clocks are locked);
+4. prints one JSON line, read back into a :class:`~nni_lightnas.latency.device.LatencyResult`.
+
+The board needs Python 3 and ``onnxruntime`` (or ``trtexec``); no NNI (NNI 3.0 has no
+aarch64 wheel), no torch. Failures raise subclasses of
+:class:`~nni_lightnas.latency.errors.DeviceError` naming the host and the fix; transient
+ones (refused or dropped connections, a busy board) are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+from .device import Device, LatencyResult
+from .errors import (BoardBusyError, BoardSetupError, DeviceError, MeasurementError, MeasurementTimeout,
+                     SSHAuthError, SSHConnectionError, SSHHostKeyError)
+from .ssh_board import parse_trtexec_output
+
+__all__ = ['SSHDevice', 'SSHTarget', 'parse_ssh_url', 'parse_trtexec_output', 'classify_ssh_failure']
+
+_logger = logging.getLogger(__name__)
+_HERE = Path(__file__).resolve().parent
+_BOARD_FILES = ('runner.py', 'ssh_board.py')
+SSH_EXIT = 255
+
+# Runs on the board under `python3 -c`: unpack the shipped files, then hand over to ssh_board.
+# Python 3.6-compatible on purpose (JetPack 4).
+_BOOTSTRAP = '''import sys, os, json, base64
+d = os.path.expanduser(sys.argv[1])
+os.makedirs(d, exist_ok=True)
+h = json.loads(sys.stdin.buffer.readline().decode("utf-8"))
+for n, c in h["files"].items():
+    p = os.path.join(d, n); t = p + ".%d" % os.getpid()
+    with open(t, "wb") as f:
+        f.write(base64.b64decode(c))
+    os.replace(t, p)
+sys.path.insert(0, d)
+import ssh_board
+sys.exit(ssh_board.main(["--dir", d] + sys.argv[2:]))
+'''
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where to connect: ``user@host:port`` (user and port optional: ``~/.ssh/config`` decides)."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def destination(self) -> str:
+        return f'{self.user}@{self.host}' if self.user else self.host
+
+    @property
+    def url(self) -> str:
+        host = f'[{self.host}]' if ':' in self.host else self.host
+        user = f'{self.user}@' if self.user else ''
+        port = f':{self.port}' if self.port is not None else ''
+        return f'ssh://{user}{host}{port}'
+
+
+def parse_ssh_url(spec: str) -> SSHTarget:
+    """Parse ``ssh://[user@]host[:port]`` (host may be a ``~/.ssh/config`` alias or ``[IPv6]``).
+
+    Examples
+    --------
+    >>> parse_ssh_url('ssh://nvidia@jetson.local:2222')
+    SSHTarget(host='jetson.local', user='nvidia', port=2222)
+    >>> parse_ssh_url('ssh://xavier').url
+    'ssh://xavier'
+    """
+    if not isinstance(spec, str) or not spec.startswith('ssh://'):
+        raise ValueError(f'SSH device must look like ssh://[user@]host[:port], got {spec!r}')
+    parts = urlsplit(spec)
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f'bad port in SSH device {spec!r}: {error}') from None
+    if not parts.hostname or parts.path not in ('', '/') or parts.query or parts.fragment or parts.password:
+        raise ValueError(f'SSH device must look like ssh://[user@]host[:port] (no path, password or query), '
+                         f'got {spec!r}')
+    return SSHTarget(host=parts.hostname, user=parts.username or None, port=port)
+
+
+_HOST_KEY = re.compile(r'Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|'
+                       r'No \S+ host key is known|host key for .* has changed', re.I)
+_AUTH = re.compile(r'Permission denied|Too many authentication failures|Authentication failed|'
+                   r'no mutual signature', re.I)
+_RESOLVE = re.compile(r'Could not resolve hostname|Name or service not known|nodename nor servname', re.I)
+_UNREACHABLE = re.compile(r'Connection refused|Connection timed out|timed out during banner exchange|'
+                          r'No route to host|Network is unreachable|Operation timed out|Host is down', re.I)
+_DROPPED = re.compile(r'Connection closed|Connection reset|Broken pipe|closed by remote host|'
+                      r'Timeout, server .* not responding|client_loop|kex_exchange_identification|'
+                      r'Connection to .* closed', re.I)
+
+
+def _destination(url: str, host: str) -> str:
+    try:
+        return parse_ssh_url(url).destination
+    except ValueError:
+        return host
+
+
+def classify_ssh_failure(stderr: str, *, url: str, host: str, port: int | None = None,
+                         identity_file: str | None = None) -> DeviceError:
+    """Map the OpenSSH client's stderr (exit code 255) to a :class:`DeviceError` with a fix.
+
+    Examples
+    --------
+    >>> error = classify_ssh_failure('root@h: Permission denied (publickey).', url='ssh://root@h', host='h')
+    >>> type(error).__name__
+    'SSHAuthError'
+    """
+    detail = ' '.join(stderr.strip().splitlines()[-3:]) or '(no message from ssh)'
+    port_flag = f'-p {port} ' if port is not None else ''
+    if _HOST_KEY.search(stderr):
+        return SSHHostKeyError(
+            f'{url}: host key of {host} is unknown or changed ({detail}). Verify the board, then record its key: '
+            f'`ssh-keyscan {port_flag}{host} >> ~/.ssh/known_hosts` (or connect once interactively); if the '
+            f'board was reinstalled, remove the old key with `ssh-keygen -R {host}` first', host=host)
+    if _AUTH.search(stderr):
+        key = f'identity file {identity_file}' if identity_file else 'your keys (ssh-agent, ~/.ssh/id_*)'
+        return SSHAuthError(
+            f'{url}: {host} refused {key} ({detail}). Install the public key on the board '
+            f'(`ssh-copy-id {port_flag}{_destination(url, host)}`), '
+            f'check the user name, or pass the right key (identity_file= / --ssh-identity)', host=host)
+    if _RESOLVE.search(stderr):
+        return SSHConnectionError(
+            f'{url}: cannot resolve host name {host!r} ({detail}). Check the spelling, DNS/mDNS, or add a '
+            f'Host entry to ~/.ssh/config', host=host, transient=False)
+    if _UNREACHABLE.search(stderr):
+        return SSHConnectionError(
+            f'{url}: {host} is unreachable ({detail}). Is the board powered on, on the network, and running '
+            f'sshd on port {port or 22}?', host=host)
+    if _DROPPED.search(stderr):
+        return SSHConnectionError(
+            f'{url}: connection to {host} dropped during the run ({detail}). Check the board (power, '
+            f'network, sshd); the measurement was not completed', host=host)
+    return SSHConnectionError(f'{url}: ssh to {host} failed ({detail})', host=host)
+
+
+class SSHDevice(Device):
+    """A board reached with the system OpenSSH client; measures with trtexec or ONNX Runtime there.
+
+    Parameters
+    ----------
+    target
+        ``ssh://[user@]host[:port]`` or an :class:`SSHTarget`; ``host`` may be an alias of
+        ``~/.ssh/config``.
+    identity_file
+        Private key to use (``ssh -i``, with ``IdentitiesOnly=yes``); default: the agent and
+        ``~/.ssh/config``.
+    ssh_options
+        Extra ``ssh -o`` options, e.g. ``['UserKnownHostsFile=/path', 'ProxyJump=gateway']``.
+    ssh_config
+        An ssh config file to use in place of ``~/.ssh/config`` (``ssh -F``).
+    remote_python
+        The board's Python 3 (name or absolute path): the one that has ``onnxruntime``.
+    remote_dir
+        Working directory on the board (lock file, shipped scripts, temporary models).
+    trtexec
+        Measure with TensorRT's ``trtexec`` (``True`` for ``trtexec`` on PATH or in
+        ``/usr/src/tensorrt/bin``, or its path) instead of ONNX Runtime.
+    trtexec_args
+        Extra trtexec arguments, e.g. ``['--fp16']``.
+    providers
+        ONNX Runtime execution providers on the board (default: TensorRT, CUDA when
+        present, then CPU).
+    connect_timeout_s
+        ``ssh -o ConnectTimeout``.
+    timeout_s
+        Limit of one measurement on the board (after its lock is taken).
+    lock_timeout_s
+        How long to wait for the board's lock (another measurement running); ``None``: forever.
+    retries, backoff_s
+        Transient failures (refused or dropped connections, busy board) are retried this
+        many times, after ``backoff_s``, ``2 * backoff_s``, ... seconds.
+    ssh_binary
+        The OpenSSH client executable.
+    **kwargs
+        See :class:`~nni_lightnas.latency.device.Device` (``num_runs``, ``threads``, ...).
+
+    Notes
+    -----
+    Unlike the ``local`` device, no lock is taken on this machine: the board's own
+    ``flock`` serializes measurements from every workstation and trial.
+
+    Examples
+    --------
+    >>> device = SSHDevice('ssh://nvidia@jetson:22', remote_python='/usr/bin/python3', num_runs=200)
+    >>> device.name
+    'ssh://nvidia@jetson:22'
+    >>> device.measure('lightnet.onnx')  # doctest: +SKIP
+    LatencyResult(median_ms=..., device='ssh://nvidia@jetson:22', facts={'nvpmodel': 'MAXN', ...})
+    """
+
+    def __init__(self, target: str | SSHTarget, *, identity_file: str | os.PathLike | None = None,
+                 ssh_options: Sequence[str] = (), ssh_config: str | os.PathLike | None = None,
+                 remote_python: str = 'python3', remote_dir: str = '~/.cache/nni-lightnas',
+                 trtexec: bool | str = False, trtexec_args: Sequence[str] = (), providers: Sequence[str] | None = None,
+                 connect_timeout_s: float = 10.0, timeout_s: float = 600.0, lock_timeout_s: float | None = 3600.0,
+                 retries: int = 3, backoff_s: float = 2.0, ssh_binary: str = 'ssh', **kwargs):
+        super().__init__(**kwargs)
+        self.target = target if isinstance(target, SSHTarget) else parse_ssh_url(target)
+        self.name = self.target.url
+        self.identity_file = str(Path(identity_file).expanduser()) if identity_file else None
+        if isinstance(ssh_options, str):
+            ssh_options = [ssh_options]
+        for option in ssh_options:
+            if not re.match(r'^\w+[= ]', option):
+                raise ValueError(f'ssh option must look like Name=value (as for ssh -o), got {option!r}')
+        self.ssh_options = list(ssh_options)
+        self.ssh_config = str(ssh_config) if ssh_config else None
+        self.remote_python = remote_python
+        self.remote_dir = remote_dir
+        self.trtexec = 'trtexec' if trtexec is True else (str(trtexec) if trtexec else None)
+        self.trtexec_args = list(trtexec_args)
+        self.providers = list(providers) if providers else None
+        if retries < 0:
+            raise ValueError(f'retries must be >= 0, got {retries=}')
+        if not timeout_s > 0 or not connect_timeout_s > 0:
+            raise ValueError(f'timeouts must be > 0, got {timeout_s=}, {connect_timeout_s=}')
+        self.connect_timeout_s = connect_timeout_s
+        self.timeout_s = timeout_s
+        self.lock_timeout_s = lock_timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.ssh_binary = ssh_binary
+
+    # ---------------------------------------------------------------- commands
+    def ssh_command(self, remote_command: str) -> list[str]:
+        """The ``ssh`` argv that runs ``remote_command`` (a shell string) on the board."""
+        argv = [self.ssh_binary, '-T', '-o', 'BatchMode=yes', '-o', f'ConnectTimeout={self.connect_timeout_s:g}',
+                '-o', 'ServerAliveInterval=5', '-o', 'ServerAliveCountMax=3']
+        if self.ssh_config:
+            argv += ['-F', self.ssh_config]
+        if self.identity_file:
+            argv += ['-i', self.identity_file, '-o', 'IdentitiesOnly=yes']
+        if self.target.port is not None:
+            argv += ['-p', str(self.target.port)]
+        for option in self.ssh_options:
+            argv += ['-o', option]
+        return argv + [self.target.destination, '--', remote_command]
+
+    def _board_args(self) -> list[str]:
+        args = ['--runs', str(self.num_runs), '--warmup', str(self.num_warmup_runs), '--threads', str(self.threads),
+                '--max-iqr-ratio', repr(self.max_iqr_ratio), '--max-attempts', str(self.max_attempts),
+                '--timeout', repr(float(self.timeout_s))]
+        if self.lock_timeout_s is not None:
+            args += ['--lock-timeout', repr(float(self.lock_timeout_s))]
+        if self.providers:
+            args += ['--providers', *self.providers]
+        if self.trtexec:
+            args += ['--trtexec', self.trtexec]
+            args += [f'--trtexec-arg={arg}' for arg in self.trtexec_args]
+        return args
+
+    def _remote_command(self) -> str:
+        return shlex.join([self.remote_python, '-c', _BOOTSTRAP, self.remote_dir, *self._board_args()])
+
+    @staticmethod
+    def _payload(model: bytes) -> bytes:
+        files = {name: base64.b64encode((_HERE / name).read_bytes()).decode('ascii') for name in _BOARD_FILES}
+        header = {'model_size': len(model), 'model_sha256': hashlib.sha256(model).hexdigest()}
+        return b''.join([json.dumps({'files': files}).encode('utf-8'), b'\n',
+                         json.dumps(header).encode('utf-8'), b'\n', model])
+
+    def run_remote(self, remote_command: str, *, stdin: bytes = b'', timeout_s: float = 60.0,
+                   keep_stdin_open: bool = False) -> tuple[int, str, str]:
+        """Run a shell command on the board; returns (exit code, stdout, stderr).
+
+        With ``keep_stdin_open`` the session's stdin stays open until the command exits (the
+        board-side script uses its closing to notice that the caller went away).
+        Raises :class:`MeasurementTimeout` after ``timeout_s``.
+        """
+        argv = self.ssh_command(remote_command)
+        _logger.debug('%s: %s', self.name, shlex.join(argv[:-1]) + ' <remote command>')
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise BoardSetupError(f'{self.name}: the OpenSSH client {self.ssh_binary!r} is not installed here '
+                                  f'(Debian/Ubuntu: apt install openssh-client)', host=self.target.host) from None
+        out: list[bytes] = []
+        err: list[bytes] = []
+        readers = [threading.Thread(target=lambda s=stream, b=buffer: b.append(s.read()), daemon=True)
+                   for stream, buffer in ((proc.stdout, out), (proc.stderr, err))]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.flush()
+            if not keep_stdin_open:
+                proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # ssh exited early (auth failure, ...): its stderr says why
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise MeasurementTimeout(
+                f'{self.name}: no answer from {self.target.host} within {timeout_s:.0f} s; the run on the board was '
+                f'stopped. Raise timeout_s (a TensorRT engine build can take minutes) or check the board',
+                host=self.target.host) from None
+        finally:
+            for reader in readers:
+                reader.join(timeout=5)
+            if proc.stdin and not proc.stdin.closed:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+        return proc.returncode, b''.join(out).decode('utf-8', 'replace'), b''.join(err).decode('utf-8', 'replace')
+
+    # ---------------------------------------------------------------- measuring
+    def measure(self, model: Any, input_shape: Sequence[int] | None = None) -> LatencyResult:
+        """Measure ``model`` (ONNX path, bytes, or ``nn.Module`` with ``input_shape``) on the board."""
+        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
+            path = self._as_onnx_file(model, input_shape, Path(workdir))
+            result = self._measure_onnx_file(path)
+        if not result.stable:
+            _logger.warning('%s: spread stayed wide after %d attempts (IQR %.3f ms on median %.3f ms)',
+                            self.name, result.attempts, result.iqr_ms, result.median_ms)
+        return result
+
+    def _measure_onnx_file(self, path: Path) -> LatencyResult:
+        payload = self._payload(Path(path).read_bytes())
+        command = self._remote_command()
+        lock_wait = self.lock_timeout_s if self.lock_timeout_s is not None else 7 * 24 * 3600.0
+        deadline_s = self.timeout_s + lock_wait + 2 * self.connect_timeout_s + 30
+        errors: list[DeviceError] = []
+        for attempt in range(self.retries + 1):
+            try:
+                data = self._run_once(command, payload, deadline_s)
+            except DeviceError as error:
+                errors.append(error)
+                if not error.transient or attempt == self.retries:
+                    break
+                delay = self.backoff_s * 2 ** attempt
+                _logger.warning('%s: attempt %d of %d failed (%s); retrying in %.1f s', self.name, attempt + 1,
+                                self.retries + 1, error, delay)
+                time.sleep(delay)
+                continue
+            facts = dict(data.pop('facts', {}) or {})
+            facts['ssh_attempts'] = attempt + 1
+            return LatencyResult.from_runner(data, device=self.name, **facts)
+        last = errors[-1]
+        if len(errors) > 1:
+            raise type(last)(f'{last} [gave up after {len(errors)} attempts]', host=last.host,
+                             transient=last.transient) from last
+        raise last
+
+    def _run_once(self, command: str, payload: bytes, timeout_s: float) -> dict[str, Any]:
+        code, stdout, stderr = self.run_remote(command, stdin=payload, timeout_s=timeout_s, keep_stdin_open=True)
+        host = self.target.host
+        data = None
+        for line in reversed(stdout.strip().splitlines()):
+            if line.startswith('{'):
+                try:
+                    data = json.loads(line)
+                except ValueError:
+                    continue
+                break
+        if isinstance(data, dict) and 'error' in data:
+            kind = data['error'].get('kind', 'runtime')
+            message = data['error'].get('message', '')
+            if kind == 'onnxruntime_missing':
+                raise BoardSetupError(
+                    f'{self.name}: {message}. Install ONNX Runtime for that python on {host} (Jetson: the '
+                    f'onnxruntime-gpu wheel for your JetPack from the Jetson Zoo, or `pip3 install onnxruntime`), '
+                    f'point remote_python / --remote-python at a python that has it, or use trtexec=True', host=host)
+            if kind == 'trtexec_missing':
+                raise BoardSetupError(f'{self.name}: {message}. On a Jetson it ships with JetPack in '
+                                      f'/usr/src/tensorrt/bin; pass trtexec=/full/path', host=host)
+            if kind == 'lock_timeout':
+                raise BoardBusyError(f'{self.name}: {message}; raise lock_timeout_s or use a device pool',
+                                     host=host)
+            if kind == 'timeout':
+                raise MeasurementTimeout(f'{self.name}: {message}; raise timeout_s', host=host)
+            raise MeasurementError(f'{self.name}: measurement failed on {host} ({kind}): {message}', host=host)
+        if code == 0 and isinstance(data, dict):
+            return data
+        if code == SSH_EXIT:
+            raise classify_ssh_failure(stderr, url=self.name, host=host, port=self.target.port,
+                                       identity_file=self.identity_file)
+        tail = ' '.join(stderr.strip().splitlines()[-3:])
+        if code == 127 or re.search(r'(command )?not found|No such file or directory', tail) and not data:
+            raise BoardSetupError(
+                f'{self.name}: the board could not start {self.remote_python!r} ({tail or "exit 127"}). Install '
+                f'Python 3 on {host} or set remote_python / --remote-python to its absolute path', host=host)
+        if code == 75:
+            raise SSHConnectionError(f'{self.name}: the board lost our session mid-run (exit 75); retrying',
+                                     host=host)
+        if code < 0 or code > 128:  # the remote shell or python was killed (sshd gone, OOM, reboot)
+            raise SSHConnectionError(f'{self.name}: the run on {host} was killed (exit {code}): {tail}', host=host)
+        raise MeasurementError(f'{self.name}: the board returned exit code {code} without a result: '
+                               f'{tail or stdout[-500:]}', host=host)
+
+    def check(self) -> dict[str, Any]:
+        """Connect once and report the board's python, onnxruntime and trtexec (no measurement).
+
+        Raises the same errors as :meth:`measure` when the board cannot be reached.
+        """
+        probe = ('import json, platform, shutil, sys\n'
+                 'try:\n    import onnxruntime as o; ort = o.__version__; eps = o.get_available_providers()\n'
+                 'except Exception as e:\n    ort = None; eps = str(e)\n'
+                 'print(json.dumps({"python": sys.executable, "version": platform.python_version(), '
+                 '"onnxruntime": ort, "providers": eps, "trtexec": shutil.which("trtexec") or '
+                 '(shutil.which("trtexec", path="/usr/src/tensorrt/bin"))}))\n')
+        command = shlex.join([self.remote_python, '-c', probe])
+        code, stdout, stderr = self.run_remote(command, timeout_s=self.connect_timeout_s + 30)
+        if code == SSH_EXIT:
+            raise classify_ssh_failure(stderr, url=self.name, host=self.target.host, port=self.target.port,
+                                       identity_file=self.identity_file)
+        if code != 0:
+            raise BoardSetupError(f'{self.name}: {self.remote_python!r} failed on the board (exit {code}): '
+                                  f'{stderr.strip()[-300:]}; set remote_python to a working Python 3',
+                                  host=self.target.host)
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    def extra_repr(self) -> str:
+        extra = f'{self.name!r}, remote_python={self.remote_python!r}'
+        if self.identity_file:
+            extra += f', identity_file={self.identity_file!r}'
+        if self.trtexec:
+            extra += f', trtexec={self.trtexec!r}'
+        return f'{extra}, {super().extra_repr()}'
