@@ -190,27 +190,30 @@ def _row_from_result(entry: LUTEntry, result: LatencyResult, overhead_ms: float)
     }
 
 
-def _read_csv(path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+def _read_csv(path: Path, *, prefix: str = _HEADER_PREFIX, key: Sequence[str] = ('layer', 'op'),
+              required: Sequence[str] = ('kind', 'layer', 'op', 'latency_ms', 'median_ms'),
+              ) -> tuple[dict[str, Any], pd.DataFrame]:
     with open(path, encoding='utf-8') as file:
         first = file.readline()
-    if not first.startswith(_HEADER_PREFIX):
-        raise LUTMismatchError(f'{path} is not an nni-lightnas LUT: its first line does not start with '
-                               f'{_HEADER_PREFIX.strip()!r}')
-    metadata = json.loads(first[len(_HEADER_PREFIX):])
+    if not first.startswith(prefix):
+        raise LUTMismatchError(f'{path} is not an nni-lightnas table: its first line does not start with '
+                               f'{prefix.strip()!r}')
+    metadata = json.loads(first[len(prefix):])
     try:
         table = pd.read_csv(path, skiprows=1, dtype={'layer': str, 'op': str}, on_bad_lines='skip')
     except pd.errors.EmptyDataError:
-        table = pd.DataFrame(columns=COLUMNS)
+        table = pd.DataFrame(columns=list(required))
     # a row cut short by a crash in the middle of a write parses with missing values: drop it
-    table = table.dropna(subset=['kind', 'layer', 'op', 'latency_ms', 'median_ms'])
-    table = table.drop_duplicates(subset=['layer', 'op'], keep='last').reset_index(drop=True)
+    table = table.dropna(subset=[c for c in required if c in table.columns])
+    table = table.drop_duplicates(subset=list(key), keep='last').reset_index(drop=True)
     return metadata, table
 
 
-def _write_csv(path: Path, metadata: Mapping[str, Any], table: pd.DataFrame) -> None:
+def _write_csv(path: Path, metadata: Mapping[str, Any], table: pd.DataFrame, *,
+               prefix: str = _HEADER_PREFIX) -> None:
     tmp = path.with_name(path.name + '.tmp')
     with open(tmp, 'w', encoding='utf-8', newline='') as file:
-        file.write(_HEADER_PREFIX + json.dumps(metadata, sort_keys=True) + '\n')
+        file.write(prefix + json.dumps(metadata, sort_keys=True) + '\n')
         table.to_csv(file, index=False)
     os.replace(tmp, path)
 
@@ -218,13 +221,14 @@ def _write_csv(path: Path, metadata: Mapping[str, Any], table: pd.DataFrame) -> 
 class _CSVJournal:
     """Append-only CSV with the metadata line: one flushed, fsynced line per finished row."""
 
-    def __init__(self, path: Path, columns: Sequence[str]):
+    def __init__(self, path: Path, columns: Sequence[str], *, prefix: str = _HEADER_PREFIX):
         self.path = path
         self.columns = list(columns)
+        self.prefix = prefix
 
     def start(self, metadata: Mapping[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _write_csv(self.path, metadata, pd.DataFrame(columns=self.columns))
+        _write_csv(self.path, metadata, pd.DataFrame(columns=self.columns), prefix=self.prefix)
 
     def append(self, row: Mapping[str, Any]) -> None:
         line = pd.DataFrame([row], columns=self.columns).to_csv(index=False, header=False)
@@ -274,7 +278,7 @@ class LatencyLUT(LatencyModel):
     >>> lut.predict('MBK3E3-skip'), lut.latency_range()
     (1.6, (1.1, 2.2))
     >>> probs = {'layer00': torch.tensor([0.5, 0.5], requires_grad=True), 'layer01': torch.tensor([1.0, 0.0])}
-    >>> float(lut.expected_latency(probs))
+    >>> round(float(lut.expected_latency(probs)), 6)
     1.35
     """
 
@@ -367,19 +371,22 @@ class LatencyLUT(LatencyModel):
                          threads: int | None = None, source: str = 'the LUT') -> None:
         """Raise :class:`LUTMismatchError` unless this LUT fits ``space`` (and batch/device/threads if given)."""
         expected: dict[str, Any] = {'batch': batch, 'device': device, 'threads': threads}
+        in_memory = 'format' not in self.metadata  # a table built in code: only its rows can be checked
         if space is not None:
             config, candidates = resolve_space(space)
             expected.update({'space_fingerprint': config.fingerprint(), 'input_size': config.input_size,
                              'in_chans': config.in_chans, 'preset': config.name})
             # the clearest message first: input size, then the space itself
             order = ('input_size', 'in_chans', 'space_fingerprint')
-            _check_identity(self.metadata, {key: expected[key] for key in order} | {'preset': config.name},
-                            source)
+            if not in_memory:
+                _check_identity(self.metadata, {key: expected[key] for key in order} | {'preset': config.name},
+                                source)
             for label, ops in candidates.items():
                 absent = [op for op in ops if op not in self.candidates.get(label, [])]
                 if absent:
                     raise LUTMismatchError(f'{source} has no rows for {label} ops {absent}; rebuild it for this space')
-        _check_identity(self.metadata, expected, source)
+        if not in_memory:
+            _check_identity(self.metadata, expected, source)
 
     # --- derived tables ------------------------------------------------------------------------
 

@@ -1,0 +1,107 @@
+"""Whole-network linear correction of a LUT, and the accuracy figures of latency models.
+
+:func:`fit_linear_calibration` fits ``measured = scale * predicted + offset`` on measured
+whole networks (least squares) and returns the LUT with that calibration recorded in its
+metadata, so it stays a :class:`~nni_lightnas.latency.lut.LatencyLUT` (and an NNI
+expression profiler). It corrects what is common to all architectures (a share of the call
+overhead counted wrongly, a uniform speed-up from fusion); BBSSP
+(:mod:`~nni_lightnas.latency.bbssp`) corrects per layer and op. Both can be combined:
+calibrate the BBSSP-corrected table.
+
+:func:`prediction_metrics` gives the figures every latency model is judged by: MAPE,
+the share within +-5 % and +-10 % of measured, Spearman's rho.
+
+Examples
+--------
+>>> prediction_metrics([1.0, 2.0, 3.1], [1.0, 2.1, 3.0])['acc5']
+100.0
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from .lut import LatencyLUT
+
+__all__ = ['fit_linear_calibration', 'prediction_metrics']
+
+_logger = logging.getLogger(__name__)
+
+
+def prediction_metrics(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> dict[str, float]:
+    """MAPE (%), share within 5 % / 10 % of measured (%), Spearman rho and the mean signed error (%).
+
+    Examples
+    --------
+    >>> metrics = prediction_metrics([1.0, 2.0, 4.0], [1.0, 2.0, 5.0])
+    >>> round(metrics['mape'], 2), round(metrics['acc10'], 2), metrics['spearman']
+    (6.67, 66.67, 1.0)
+    """
+    predicted = np.asarray(predicted_ms, dtype=float)
+    measured = np.asarray(measured_ms, dtype=float)
+    if predicted.shape != measured.shape or predicted.ndim != 1 or len(predicted) == 0:
+        raise ValueError(f'need two equally long, non-empty 1-d sequences, got shapes {predicted.shape} '
+                         f'and {measured.shape}')
+    if np.any(measured <= 0):
+        raise ValueError('measured latencies must be positive')
+    relative = (predicted - measured) / measured
+    from scipy.stats import spearmanr
+    rho = float(spearmanr(predicted, measured).statistic) if len(predicted) > 2 else float('nan')
+    return {
+        'n': int(len(predicted)),
+        'mape': float(100 * np.mean(np.abs(relative))),
+        'acc5': float(100 * np.mean(np.abs(relative) <= 0.05)),
+        'acc10': float(100 * np.mean(np.abs(relative) <= 0.10)),
+        'spearman': rho,
+        'bias': float(100 * np.mean(relative)),
+    }
+
+
+def fit_linear_calibration(lut: LatencyLUT, archs: Sequence[Any], measured_ms: Sequence[float], *,
+                           fit_offset: bool = True) -> LatencyLUT:
+    """Fit ``measured = scale * lut_sum + offset`` on measured architectures.
+
+    Parameters
+    ----------
+    lut
+        A plain or BBSSP-corrected LUT (a previous calibration is replaced).
+    archs
+        Architectures (LightNet strings, op lists or samples).
+    measured_ms
+        Their measured whole-network latencies, on the LUT's device and batch.
+    fit_offset
+        Fit an offset too; otherwise (or when the fit gives a non-positive scale, or
+        fewer than 3 architectures) a pure scale through the origin.
+
+    Returns
+    -------
+    LatencyLUT
+        A copy whose :meth:`~LatencyLUT.predict` and expected latency include the calibration.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({'kind': ['op'] * 3, 'layer': ['layer00'] * 3, 'op': ['skip', 'MBK3E3', 'MBK5E3'],
+    ...                       'latency_ms': [1.0, 2.0, 3.0]})
+    >>> calibrated = fit_linear_calibration(LatencyLUT(table, {}), ['skip', 'MBK3E3', 'MBK5E3'], [1.5, 2.5, 3.5])
+    >>> round(calibrated.predict('MBK3E3'), 6)
+    2.5
+    """
+    uncalibrated = LatencyLUT(lut.table, {key: value for key, value in lut.metadata.items() if key != 'calibration'})
+    raw = np.array([uncalibrated.predict(arch) for arch in archs], dtype=float)
+    measured = np.asarray(measured_ms, dtype=float)
+    if raw.shape != measured.shape or len(raw) == 0:
+        raise ValueError(f'archs ({len(raw)}) and measured_ms ({len(measured)}) must be equally long and non-empty')
+    scale, offset = float('nan'), 0.0
+    if fit_offset and len(raw) >= 3 and np.ptp(raw) > 0:
+        scale, offset = (float(v) for v in np.polyfit(raw, measured, 1))
+    if not (np.isfinite(scale) and scale > 0):
+        scale, offset = float(np.dot(raw, measured) / np.dot(raw, raw)), 0.0
+    residual = measured - (scale * raw + offset)
+    _logger.info('linear calibration: measured = %.4f * lut + %.4f ms (rms residual %.4f ms over %d nets)',
+                 scale, offset, float(np.sqrt(np.mean(residual ** 2))), len(raw))
+    return lut.with_calibration(scale, offset, num_archs=int(len(raw)),
+                                rms_residual_ms=float(np.sqrt(np.mean(residual ** 2))))
