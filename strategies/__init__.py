@@ -1,3 +1,13 @@
-"""Search strategies of nni-lightnas: the LightNAS one-shot strategy and the BTE evolution tuner."""
+"""Search strategies of nni-lightnas: the LightNAS one-shot strategy and the BTE evolution tuner.
 
-__all__: list[str] = []
+Examples
+--------
+>>> from nni_lightnas.strategies import LightNAS
+"""
+
+from .latency_multiplier import LatencyMultiplier
+from .lightnas import InfeasibleTargetError, LightNAS, LightNASLightningModule
+from .single_path import SinglePathMixedLayer
+
+__all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError', 'LatencyMultiplier',
+           'SinglePathMixedLayer']

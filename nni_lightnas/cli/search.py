@@ -1,0 +1,39 @@
+"""``nni-lightnas search``: one LightNAS search on Fashion-MNIST toward a latency target."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--preset', default='fashion_mnist', help='search space preset (Fashion-MNIST shaped)')
+    parser.add_argument('--target-ms', type=float, required=True, help='latency target in ms')
+    parser.add_argument('--latency', required=True,
+                        help='latency model: a LUT (.csv/.parquet, plain or corrected) or a predictor directory')
+    parser.add_argument('--epochs', type=int, default=10, help='search epochs (default 10)')
+    parser.add_argument('--warmup-epochs', type=int, default=2, help='fair warm-up epochs (default 2)')
+    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--train-limit', type=int, default=10_000,
+                        help='training examples used (default 10000; 0 = all 60000)')
+    parser.add_argument('--lambda-lr', type=float, default=0.01, help='step of the lambda ascent (default 0.01)')
+    parser.add_argument('--arc-lr', type=float, default=1e-3, help='Adam learning rate of alpha (default 1e-3)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--data-dir', default=None, help='Fashion-MNIST directory (default: Debian package)')
+    parser.add_argument('--output', required=True, help='directory for arch.json, history.csv, summary.json')
+    parser.add_argument('--progress', action='store_true', help="show Lightning's progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nni_lightnas.latency.lut import latency_model_from_path
+    from nni_lightnas.search import SearchConfig, run_search
+    latency_model = latency_model_from_path(args.latency, space=args.preset)
+    config = SearchConfig(preset=args.preset, target_ms=args.target_ms, epochs=args.epochs,
+                          warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                          train_limit=args.train_limit or None, lambda_lr=args.lambda_lr,
+                          arc_learning_rate=args.arc_lr, seed=args.seed, data_dir=args.data_dir)
+    summary = run_search(config, latency_model, args.output, enable_progress_bar=args.progress)
+    print(summary['history'].drop(columns=['arch']).to_string(index=False, float_format=lambda v: f'{v:.4g}'))
+    printable = {key: value for key, value in summary.items() if key not in ('history', 'strategy', 'config')}
+    print(json.dumps(printable, default=float))
+    return 0

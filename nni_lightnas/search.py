@@ -1,0 +1,184 @@
+"""Stage 1 as one call: data, evaluator, LightNAS strategy, NNI experiment, result files.
+
+:func:`run_search` is what ``nni-lightnas search`` and the pipeline call. It runs a real
+``NasExperiment`` with the :class:`~nni_lightnas.strategies.LightNAS` strategy and writes,
+into ``output_dir``:
+
+* ``arch.json``: the NNI sample dict and the LightNet string;
+* ``history.csv``: one row per epoch (lambda, argmax and expected latency, temperature, ...);
+* ``summary.json``: ``target_ms``, ``predicted_ms``, ``arch``, ``epochs``, ``seconds`` and more;
+* ``alpha.json``: softmax(alpha) per layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nni
+import torch
+from nni.nas.evaluator.pytorch import ClassificationModule, Lightning, Trainer
+from torch import optim
+from torch.utils.data import DataLoader
+
+__all__ = ['SearchConfig', 'CosineSGDClassificationModule', 'make_search_evaluator', 'run_search']
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchConfig:
+    """Settings of one LightNAS search on Fashion-MNIST (or another preset's data).
+
+    Attributes
+    ----------
+    preset
+        Search space preset.
+    target_ms
+        Latency target.
+    epochs, warmup_epochs
+        Total epochs and fair warm-up epochs (the paper: 90 and 10).
+    batch_size
+        Batch of both splits.
+    train_limit
+        Use only the first ``train_limit`` training examples (``None``: all 60,000).
+    arch_fraction
+        Share of the training examples held out for the architecture step.
+    learning_rate, weight_decay
+        SGD (momentum 0.9, cosine schedule) of the supernet weights.
+    arc_learning_rate, lambda_lr, lr_anneal_threshold
+        See :class:`~nni_lightnas.strategies.LightNAS`.
+    seed
+        Seeds data split, initialisation and Gumbel sampling.
+    data_dir
+        Fashion-MNIST directory (default: the Debian package's).
+    strategy_options
+        Further keyword arguments of the strategy.
+    """
+
+    preset: str = 'fashion_mnist'
+    target_ms: float = 1.0
+    epochs: int = 10
+    warmup_epochs: int = 2
+    batch_size: int = 128
+    train_limit: int | None = 10_000
+    arch_fraction: float = 0.5
+    learning_rate: float = 0.05
+    weight_decay: float = 4e-5
+    arc_learning_rate: float = 1e-3
+    lambda_lr: float = 0.01
+    lr_anneal_threshold: float = 0.02
+    seed: int = 0
+    data_dir: str | None = None
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f'epochs must be >= 1, got epochs={self.epochs}')
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f'warmup_epochs must be in [0, epochs), got warmup_epochs={self.warmup_epochs}, '
+                             f'epochs={self.epochs}')
+        if self.batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got batch_size={self.batch_size}')
+
+
+@nni.trace
+class CosineSGDClassificationModule(ClassificationModule):
+    """NNI's classification module with SGD (momentum 0.9, Nesterov) and a cosine schedule."""
+
+    def __init__(self, learning_rate: float = 0.05, weight_decay: float = 4e-5, num_classes: int = 10):
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optim.SGD,
+                         num_classes=num_classes, export_onnx=False)
+
+    def configure_optimizers(self):
+        optimizer = optim.SGD(self.parameters(), lr=self.hparams.learning_rate, momentum=0.9, nesterov=True,
+                              weight_decay=self.hparams.weight_decay)
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1)
+        return [optimizer], [optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)]
+
+
+def make_search_evaluator(train_loader: DataLoader, arch_loader: DataLoader, *, max_epochs: int,
+                          learning_rate: float = 0.05, weight_decay: float = 4e-5, num_classes: int = 10,
+                          **trainer_kwargs) -> Lightning:
+    """An NNI ``Lightning`` evaluator for a one-shot search on CPU (no checkpoints, no bar by default)."""
+    defaults = dict(max_epochs=max_epochs, accelerator='cpu', devices=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    defaults.update(trainer_kwargs)
+    module = CosineSGDClassificationModule(learning_rate=learning_rate, weight_decay=weight_decay,
+                                           num_classes=num_classes)
+    return Lightning(module, Trainer(**defaults), train_dataloaders=train_loader, val_dataloaders=arch_loader)
+
+
+def _data_loaders(config: SearchConfig) -> tuple[DataLoader, DataLoader]:
+    from .data import load_fashion_mnist, split_train_arch
+    from .search_spaces import get_preset
+    space_config = get_preset(config.preset)
+    if space_config.in_chans != 1 or space_config.input_size != 28:
+        raise ValueError(f'run_search trains on Fashion-MNIST (1x28x28); preset {config.preset!r} expects '
+                         f'{space_config.in_chans}x{space_config.input_size}x{space_config.input_size}. '
+                         f'Use the LightNAS strategy with your own evaluator for other data.')
+    dataset = load_fashion_mnist('train', config.data_dir, limit=config.train_limit)
+    weights_part, arch_part = split_train_arch(dataset, config.arch_fraction, seed=config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(weights_part, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                              generator=generator)
+    arch_loader = DataLoader(arch_part, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                             generator=torch.Generator().manual_seed(config.seed + 1))
+    return train_loader, arch_loader
+
+
+def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLike | None = None,
+               **trainer_kwargs) -> dict[str, Any]:
+    """Run one LightNAS search; returns the summary (also written to ``output_dir``).
+
+    Examples
+    --------
+    >>> from nni_lightnas.latency.lut import LatencyLUT  # doctest: +SKIP
+    >>> lut = LatencyLUT.load('runs/lut.csv', space='fashion_mnist')  # doctest: +SKIP
+    >>> run_search(SearchConfig(target_ms=0.9, epochs=6), lut, 'runs/search')['predicted_ms']  # doctest: +SKIP
+    0.9012
+    """
+    from nni.nas.experiment import NasExperiment
+
+    from .search_spaces import LightNASSpace
+    from .strategies import LightNAS
+
+    torch.manual_seed(config.seed)
+    strategy = LightNAS(target_latency_ms=config.target_ms, latency_model=latency_model,
+                        warmup_epochs=config.warmup_epochs, arc_learning_rate=config.arc_learning_rate,
+                        lambda_lr=config.lambda_lr, lr_anneal_threshold=config.lr_anneal_threshold,
+                        **config.strategy_options)
+    space = LightNASSpace(config.preset)
+    train_loader, arch_loader = _data_loaders(config)
+    evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
+                                      learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                                      num_classes=space.config.num_classes, **trainer_kwargs)
+    experiment = NasExperiment(space, evaluator, strategy)
+    start = time.perf_counter()
+    experiment.run()
+    seconds = time.perf_counter() - start
+    result = strategy.export_result()
+    history = strategy.history()
+    summary = {'target_ms': config.target_ms, 'predicted_ms': result['predicted_ms'], 'arch': result['lightnet'],
+               'relative_error': result['relative_error'], 'lambda': result['lambda'], 'epochs': config.epochs,
+               'seconds': seconds, 'preset': config.preset,
+               'latency_range_ms': list(strategy.latency_range_ms),
+               'final_val_acc': history['val_acc'].iloc[-1] if 'val_acc' in history and len(history) else None,
+               'config': asdict(config)}
+    if output_dir is not None:
+        output = Path(output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / 'arch.json').write_text(json.dumps({'arch': result['arch'], 'lightnet': result['lightnet']},
+                                                     indent=2))
+        history.to_csv(output / 'history.csv', index=False)
+        (output / 'alpha.json').write_text(json.dumps(strategy.probabilities(), indent=2))
+        (output / 'summary.json').write_text(json.dumps(summary, indent=2, default=float))
+        _logger.info('search results written to %s', output)
+    summary['history'] = history
+    summary['strategy'] = strategy
+    return summary

@@ -1,0 +1,371 @@
+"""LightNAS: a one-shot NNI strategy whose latency multiplier is learned ("you only search once").
+
+The strategy trains a single-path supernet (:class:`~.single_path.SinglePathMixedLayer`)
+and architecture logits alpha with the loss
+
+    CE(val batch) + lambda * (LAT(alpha) / T - 1)
+
+where ``LAT(alpha)`` is the expected latency of softmax(alpha) under a latency model
+(a LUT, a corrected LUT or a predictor; see
+:class:`~nni_lightnas.latency.model.LatencyModel`) and lambda is learned by gradient ascent
+(:class:`~.latency_multiplier.LatencyMultiplier`), so one search lands on the target T.
+
+Schedule (Luo et al., DAC 2022; constants are keyword arguments with the paper's defaults):
+
+* warm-up epochs: weights only, every candidate of every layer trained once per batch,
+  drawn in order without replacement (fair), gradients accumulated, one step; tau = 5;
+* then alternating steps: alpha on the architecture split (Adam, lr 1e-3, betas (0.5, 0.999),
+  weight decay 1e-3), weights on the training split; hard Gumbel-softmax with
+  straight-through gradient, tau = 5 * exp(-0.1 * (epoch - warmup));
+* near the target, the alpha learning rate is scaled down by the relative latency error;
+* export: argmax alpha per layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from nni.mutable import Categorical
+from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
+from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
+from nni.nas.oneshot.pytorch.strategy import DARTS, no_default_hook
+
+from .latency_multiplier import LatencyMultiplier
+from .single_path import SinglePathMixedLayer
+
+__all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError']
+
+_logger = logging.getLogger(__name__)
+
+
+class InfeasibleTargetError(ValueError):
+    """The latency target lies outside what the search space can reach."""
+
+
+class LightNASLightningModule(DartsLightningModule):
+    """The Lightning module that runs a LightNAS search (built by :class:`LightNAS`)."""
+
+    def __init__(self, training_module, *, strategy: 'LightNAS'):
+        super().__init__(training_module, arc_learning_rate=strategy.arc_learning_rate,
+                         gradient_clip_val=strategy.gradient_clip_val,
+                         log_prob_every_n_step=strategy.log_every_n_steps, warmup_epochs=strategy.warmup_epochs)
+        self.strategy_config = strategy
+        self.latency_model = strategy.latency_model
+        self.multiplier = LatencyMultiplier(strategy.target_latency_ms, strategy.lambda_lr,
+                                            truncate=strategy.truncate_lambda)
+        # A buffer: saved in checkpoints and broadcast from rank 0 under DDP.
+        self.register_buffer('latency_lambda', torch.zeros(()))
+        self.history_rows: list[dict[str, Any]] = []
+        self._epoch_stats: dict[str, list[float]] = {}
+        self._latency_cache: dict[tuple[str, ...], float] = {}
+
+    # ----------------------------------------------------------------- helpers
+    def mixed_layers(self) -> list[SinglePathMixedLayer]:
+        return [m for m in self.supernet_modules() if isinstance(m, SinglePathMixedLayer)]
+
+    def layer_probs(self) -> dict[str, torch.Tensor]:
+        """softmax(alpha) per layer label (differentiable)."""
+        return {layer.label: layer.probs() for layer in self.mixed_layers()}
+
+    def argmax_arch(self) -> dict[str, str]:
+        return {layer.label: layer.names[int(layer._arch_alpha.detach().argmax())] for layer in self.mixed_layers()}
+
+    def arch_latency_ms(self, arch: Mapping[str, str]) -> float:
+        key = tuple(arch[label] for label in self.latency_model.labels)
+        if key not in self._latency_cache:
+            self._latency_cache[key] = self.latency_model.predict(arch)
+        return self._latency_cache[key]
+
+    def temperature(self, epoch: int) -> float:
+        config = self.strategy_config
+        if epoch < config.warmup_epochs:
+            return config.initial_temperature
+        return config.initial_temperature * math.exp(-config.temperature_decay * (epoch - config.warmup_epochs))
+
+    def alpha_entropy(self) -> float:
+        with torch.no_grad():
+            return float(sum(-(p * p.clamp_min(1e-12).log()).sum() for p in self.layer_probs().values()))
+
+    def _weight_optimizer(self):
+        optimizers = self.optimizers()
+        if not isinstance(optimizers, list):
+            optimizers = [optimizers]
+        weights = [opt for opt in optimizers if not getattr(opt, 'is_arch_optimizer', False)]
+        if len(weights) != 1:
+            raise ValueError(f'LightNAS needs exactly one weight optimizer from the evaluator, got {len(weights)}')
+        return weights[0]
+
+    def _record(self, **values: float) -> None:
+        for key, value in values.items():
+            self._epoch_stats.setdefault(key, []).append(float(value))
+
+    # ------------------------------------------------------------------- steps
+    def training_step(self, batch, batch_idx):
+        if self.trainer.current_epoch < self.strategy_config.warmup_epochs:
+            loss = self._fair_warmup_step(batch['train'], batch_idx)
+        else:
+            self._architecture_step(batch['val'], batch_idx)
+            self.resample()
+            output = self.training_module.training_step(batch['train'], 2 * batch_idx + 1)
+            loss = output['loss'] if isinstance(output, dict) else output
+            self.advance_optimization(loss, batch_idx, self.gradient_clip_val)
+        self._record(train_loss=loss.detach())
+        self.advance_lr_schedulers(batch_idx)
+        return loss
+
+    def _fair_warmup_step(self, batch, batch_idx) -> torch.Tensor:
+        """Every candidate of every layer once, in a random order per layer; one optimizer step."""
+        layers = self.mixed_layers()
+        num_rounds = max(len(layer.names) for layer in layers)
+        orders = [torch.randperm(len(layer.names)).tolist() for layer in layers]
+        optimizer = self._weight_optimizer()
+        self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
+        total = torch.zeros(())
+        for round_index in range(num_rounds):
+            for layer, order in zip(layers, orders):
+                layer.force(order[round_index % len(order)])
+            output = self.training_module.training_step(batch, batch_idx)
+            loss = output['loss'] if isinstance(output, dict) else output
+            self.manual_backward(loss)
+            total = total + loss.detach()
+        self.training_module.configure_gradient_clipping(optimizer, self.gradient_clip_val, None)
+        self.training_module.optimizer_step(self.trainer.current_epoch, batch_idx, optimizer)
+        self._optimizer_progress += 1
+        return total / num_rounds
+
+    def _architecture_step(self, batch, batch_idx) -> None:
+        arc_optim = self.architecture_optimizers()
+        self.multiplier.value = float(self.latency_lambda)
+        self.resample()
+        arc_optim.zero_grad()
+        output = self.training_module.training_step(batch, 2 * batch_idx)
+        ce_loss = output['loss'] if isinstance(output, dict) else output
+        expected_ms = self.latency_model.expected_latency(self.layer_probs())
+        target_ms = self.strategy_config.target_latency_ms
+        loss = ce_loss + self.multiplier.value * (expected_ms / target_ms - 1.0)
+        self.manual_backward(loss)
+        arc_optim.step()
+
+        argmax_ms = self.arch_latency_ms(self.argmax_arch())
+        new_lambda = self.multiplier.update(argmax_ms)
+        self.latency_lambda.fill_(new_lambda)
+        relative_error = abs(argmax_ms / target_ms - 1.0)
+        scale = self._arc_lr_scale(relative_error)
+        for group in arc_optim.optimizer.param_groups if hasattr(arc_optim, 'optimizer') else arc_optim.param_groups:
+            group['lr'] = self.strategy_config.arc_learning_rate * scale
+
+        tau = self.temperature(self.trainer.current_epoch)
+        metrics = {'lightnas/lambda': new_lambda, 'lightnas/expected_ms': float(expected_ms),
+                   'lightnas/argmax_ms': argmax_ms, 'lightnas/temperature': tau,
+                   'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale}
+        self.log_dict(metrics)
+        self._record(ce_loss=ce_loss.detach(), expected_ms=float(expected_ms), argmax_ms=argmax_ms,
+                     **{'lambda': new_lambda})
+
+    def _arc_lr_scale(self, relative_error: float) -> float:
+        """Scale of the alpha learning rate: 1 far from the target, ``|LAT/T - 1| / threshold`` near it."""
+        threshold = self.strategy_config.lr_anneal_threshold
+        if threshold <= 0 or relative_error >= threshold:
+            return 1.0
+        return max(relative_error / threshold, self.strategy_config.min_arc_lr_scale)
+
+    def validation_step(self, batch, batch_idx):
+        """Accuracy of the current argmax architecture on the validation data."""
+        arch = self.argmax_arch()
+        for layer in self.mixed_layers():
+            layer.force(layer.names.index(arch[layer.label]))
+        return self.training_module.validation_step(batch, batch_idx)
+
+    # ------------------------------------------------------------------ epochs
+    def on_train_epoch_start(self):
+        tau = self.temperature(self.trainer.current_epoch)
+        for layer in self.mixed_layers():
+            layer.tau = tau
+        self._epoch_stats = {}
+        return super().on_train_epoch_start()
+
+    def on_train_epoch_end(self):
+        arch = self.argmax_arch()
+        stats = {key: sum(values) / len(values) for key, values in self._epoch_stats.items() if values}
+        row = {'epoch': self.trainer.current_epoch, 'phase': 'warmup' if self.trainer.current_epoch <
+               self.strategy_config.warmup_epochs else 'search',
+               'temperature': self.temperature(self.trainer.current_epoch), 'lambda': float(self.latency_lambda),
+               'argmax_ms': self.arch_latency_ms(arch),
+               'expected_ms': float(self.latency_model.expected_latency(
+                   {k: v.detach() for k, v in self.layer_probs().items()})),
+               'alpha_entropy': self.alpha_entropy(), 'train_loss': stats.get('train_loss'),
+               'arch': '-'.join(arch[label] for label in self.latency_model.labels)}
+        val_acc = self.trainer.callback_metrics.get('val_acc')
+        row['val_acc'] = float(val_acc) if val_acc is not None else None
+        row['mean_lambda'] = stats.get('lambda', row['lambda'])
+        self.history_rows.append(row)
+        _logger.info('epoch %d: argmax %.4f ms (target %.4f), lambda %.4g, tau %.3f', row['epoch'],
+                     row['argmax_ms'], self.strategy_config.target_latency_ms, row['lambda'], row['temperature'])
+        return super().on_train_epoch_end()
+
+    # -------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint['lightnas'] = {'history': list(self.history_rows), 'torch_rng_state': torch.get_rng_state(),
+                                  'lambda': float(self.latency_lambda)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get('lightnas')
+        if state is None:
+            raise ValueError('checkpoint has no LightNAS state; was it written by a LightNAS search?')
+        self.history_rows = list(state['history'])
+        torch.set_rng_state(state['torch_rng_state'])
+        self.multiplier.value = state['lambda']
+
+
+class LightNAS(DARTS):
+    """LightNAS one-shot strategy: one search lands on the target latency.
+
+    Use it like NNI's own one-shot strategies.
+
+    Parameters
+    ----------
+    target_latency_ms
+        The latency target T, in the latency model's unit (ms).
+    latency_model
+        A :class:`~nni_lightnas.latency.model.LatencyModel` (LUT, corrected LUT or predictor)
+        whose layer labels and candidates match the model space.
+    warmup_epochs
+        Epochs of fair weight-only training before alpha moves (10 of 90 in the paper).
+    arc_learning_rate
+        Adam learning rate of alpha.
+    lambda_lr
+        Gradient-ascent step of lambda (5e-4 in the paper; scale it with the number of steps).
+    initial_temperature, temperature_decay
+        tau = initial * exp(-decay * (epoch - warmup)) after warm-up.
+    lr_anneal_threshold
+        Once the argmax latency is within this relative error of T, the alpha learning rate is
+        scaled by ``error / threshold`` (0 turns annealing off).
+    min_arc_lr_scale
+        Lower bound of that scale.
+    truncate_lambda
+        Two-sided truncation of lambda.
+    gradient_clip_val
+        Gradient clipping of the weights.
+    log_every_n_steps
+        How often op probabilities are logged.
+    resume_from
+        A Lightning checkpoint of an interrupted LightNAS search to continue from.
+
+    Examples
+    --------
+    >>> from nni.nas.experiment import NasExperiment  # doctest: +SKIP
+    >>> strategy = LightNAS(target_latency_ms=0.5, latency_model=lut)  # doctest: +SKIP
+    >>> NasExperiment(space, evaluator, strategy).run()  # doctest: +SKIP
+    >>> strategy.export_result()['lightnet']  # doctest: +SKIP
+    'MBK3E6-skip-...'
+    """
+
+    def __init__(self, *, target_latency_ms: float, latency_model, warmup_epochs: int = 10,
+                 arc_learning_rate: float = 1e-3, lambda_lr: float = 5e-4, initial_temperature: float = 5.0,
+                 temperature_decay: float = 0.1, lr_anneal_threshold: float = 0.02, min_arc_lr_scale: float = 0.0,
+                 truncate_lambda: bool = True, gradient_clip_val: float | None = 5.0, log_every_n_steps: int = 10,
+                 resume_from: str | None = None, **kwargs):
+        super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
+                         log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
+        if not (isinstance(target_latency_ms, (int, float)) and target_latency_ms > 0):
+            raise ValueError(f'target_latency_ms must be a positive number, got {target_latency_ms!r}')
+        if warmup_epochs < 0:
+            raise ValueError(f'warmup_epochs must be >= 0, got {warmup_epochs=}')
+        if not initial_temperature > 0 or temperature_decay < 0:
+            raise ValueError(f'need initial_temperature > 0 and temperature_decay >= 0, got '
+                             f'{initial_temperature=}, {temperature_decay=}')
+        if not 0 <= min_arc_lr_scale <= 1:
+            raise ValueError(f'min_arc_lr_scale must be in [0, 1], got {min_arc_lr_scale=}')
+        self.target_latency_ms = float(target_latency_ms)
+        self.latency_model = latency_model
+        self.arc_learning_rate = arc_learning_rate
+        self.lambda_lr = lambda_lr
+        LatencyMultiplier(self.target_latency_ms, lambda_lr)  # validates lambda_lr
+        self.initial_temperature = initial_temperature
+        self.temperature_decay = temperature_decay
+        self.lr_anneal_threshold = lr_anneal_threshold
+        self.min_arc_lr_scale = min_arc_lr_scale
+        self.truncate_lambda = truncate_lambda
+        self.log_every_n_steps = log_every_n_steps
+        self.resume_from = resume_from
+        self.latency_range_ms = self.check_feasible()
+
+    def extra_repr(self) -> str:
+        return (f'target_latency_ms={self.target_latency_ms}, warmup_epochs={self.warmup_epochs}, '
+                f'arc_learning_rate={self.arc_learning_rate}, lambda_lr={self.lambda_lr}, '
+                f'initial_temperature={self.initial_temperature}, temperature_decay={self.temperature_decay}, '
+                f'lr_anneal_threshold={self.lr_anneal_threshold}')
+
+    def check_feasible(self) -> tuple[float, float]:
+        """Refuse a target outside the latency model's range; returns (fastest, slowest) in ms."""
+        fastest_ms, slowest_ms = self.latency_model.latency_range()
+        if not fastest_ms <= self.target_latency_ms <= slowest_ms:
+            raise InfeasibleTargetError(
+                f'target_latency_ms={self.target_latency_ms:.4f} is outside the latency range of the search space '
+                f'under this latency model: [{fastest_ms:.4f}, {slowest_ms:.4f}] ms')
+        return fastest_ms, slowest_ms
+
+    # ---------------------------------------------------------- NNI plumbing
+    def default_mutation_hooks(self):
+        return [SinglePathMixedLayer.mutate, no_default_hook]
+
+    def mutate_model(self, model):
+        space = model.simplify()
+        expected = self.latency_model.candidates
+        for label, mutable in space.items():
+            if not isinstance(mutable, Categorical):
+                raise TypeError(f'LightNAS searches LayerChoice/categorical choices only; {label} is {mutable!r}')
+            if label not in expected:
+                raise ValueError(f'layer {label} of the model space is unknown to the latency model '
+                                 f'(it knows {list(expected)})')
+            if list(mutable.values) != list(expected[label]):
+                raise ValueError(f'candidates of {label} differ: space {list(mutable.values)}, '
+                                 f'latency model {list(expected[label])}')
+        missing = set(expected) - set(space)
+        if missing:
+            raise ValueError(f'latency model layers {sorted(missing)} are not in the model space')
+        return super().mutate_model(model)
+
+    def configure_oneshot_module(self, training_module) -> BaseOneShotLightningModule:
+        return LightNASLightningModule(training_module, strategy=self)
+
+    def mutate_evaluator(self, evaluator):
+        mutated = super().mutate_evaluator(evaluator)
+        if self.resume_from is not None:
+            mutated.fit_kwargs = {**(mutated.fit_kwargs or {}), 'ckpt_path': str(self.resume_from)}
+        return mutated
+
+    # ---------------------------------------------------------------- results
+    @property
+    def oneshot_module(self) -> LightNASLightningModule:
+        module = self._mutated_model_space.evaluator.module  # type: ignore[union-attr]
+        if not isinstance(module, LightNASLightningModule):
+            raise RuntimeError('the search has not been initialised; run the experiment first')
+        return module
+
+    def history(self) -> pd.DataFrame:
+        """One row per epoch: lambda, argmax and expected latency, temperature, alpha entropy, accuracy."""
+        return pd.DataFrame(self.oneshot_module.history_rows)
+
+    def export_result(self) -> dict[str, Any]:
+        """The searched architecture: NNI sample dict, LightNet string and predicted latency."""
+        module = self.oneshot_module
+        arch = module.argmax_arch()
+        labels = self.latency_model.labels
+        predicted_ms = module.arch_latency_ms(arch)
+        return {'arch': {label: arch[label] for label in labels},
+                'lightnet': '-'.join(arch[label] for label in labels),
+                'predicted_ms': predicted_ms, 'target_ms': self.target_latency_ms,
+                'relative_error': predicted_ms / self.target_latency_ms - 1.0,
+                'lambda': float(module.latency_lambda)}
+
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        """softmax(alpha) per layer as plain floats (label -> op -> probability)."""
+        module = self.oneshot_module
+        return {layer.label: dict(zip(layer.names, F.softmax(layer._arch_alpha.detach(), -1).tolist()))
+                for layer in module.mixed_layers()}

@@ -1,0 +1,81 @@
+"""Single-path Gumbel mixed layer: the supernet module of the LightNAS strategy.
+
+Each ``LayerChoice`` becomes a :class:`SinglePathMixedLayer` holding the candidates and
+the layer's architecture logits ``alpha``. On :meth:`resample` it draws a hard one-hot
+gate from Gumbel-softmax(alpha / tau); :meth:`forward` runs *only* the sampled candidate
+and multiplies its output by the gate's value (1 in the forward pass), so the gradient
+reaches alpha through the straight-through estimator while memory stays that of a single
+path. :meth:`force` pins one candidate without a gate (fair warm-up, ordered sampling).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from nni.nas.nn.pytorch import LayerChoice
+from nni.nas.oneshot.pytorch.supermodule.differentiable import DifferentiableMixedLayer
+
+__all__ = ['SinglePathMixedLayer']
+
+
+class SinglePathMixedLayer(DifferentiableMixedLayer):
+    """A ``LayerChoice`` that runs one candidate per step, chosen by hard Gumbel-softmax.
+
+    Parameters
+    ----------
+    paths
+        Candidates (name -> module).
+    alpha
+        Architecture logits of this layer (shared ``nn.Parameter``).
+    label
+        The choice's label.
+    """
+
+    def __init__(self, paths: dict[str, torch.nn.Module], alpha: torch.Tensor, label: str):
+        super().__init__(paths, alpha, torch.nn.Softmax(-1), label)
+        self.tau = 5.0
+        self._gate: torch.Tensor | None = None
+        self._sampled_index = 0
+
+    @property
+    def sampled(self) -> str:
+        """Name of the candidate the next forward runs."""
+        return self.names[self._sampled_index]
+
+    def probs(self) -> torch.Tensor:
+        """softmax(alpha): the layer's op probabilities, differentiable."""
+        return F.softmax(self._arch_alpha, dim=-1)
+
+    def resample(self, memo: dict[str, Any]) -> dict[str, Any]:
+        """Draw a hard one-hot gate from Gumbel-softmax with straight-through gradient."""
+        if self.label in memo:
+            self._sampled_index = self.names.index(memo[self.label])
+            self._gate = None
+            return {}
+        gate = F.gumbel_softmax(self._arch_alpha, tau=self.tau, hard=True, dim=-1)
+        self._gate = gate
+        self._sampled_index = int(gate.detach().argmax())
+        return {self.label: self.sampled}
+
+    def force(self, index: int) -> None:
+        """Run candidate ``index`` next, without a gate (no gradient to alpha)."""
+        if not 0 <= index < len(self.names):
+            raise IndexError(f'candidate index {index} out of range for {self.label} with {len(self.names)} ops')
+        self._sampled_index = index
+        self._gate = None
+
+    def forward(self, *args, **kwargs):
+        output = self[self.sampled](*args, **kwargs)
+        if self._gate is not None:
+            output = output * self._gate[self._sampled_index]
+        return output
+
+    @classmethod
+    def mutate(cls, module, name, memo, mutate_kwargs):
+        if type(module) is LayerChoice:  # exactly LayerChoice, like NNI's own mixed layers
+            if module.label not in memo:
+                raise KeyError(f'LayerChoice {module.label} has no architecture parameter in the memo')
+            return cls(module.candidates, memo[module.label], module.label)
+        return None
