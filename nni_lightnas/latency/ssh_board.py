@@ -274,9 +274,9 @@ def _run_trtexec(args, model_path, workdir, children, deadline):
         result = {'median_ms': gpu['median'], 'p25_ms': gpu.get('p25', gpu['median']),
                   'p75_ms': gpu.get('p75', gpu['median']), 'mean_ms': gpu.get('mean'), 'min_ms': gpu.get('min'),
                   'cv': None, 'runs': args.runs}
-    version = re.search(r'TensorRT version:\s*(\S+)|\[TensorRT v(\d+)\]', output)
+    version = re.search(r'TensorRT version:\s*(\S+)', output) or re.search(r'\[TensorRT v(\d+)\]', output)
     result.update({
-        'runtime': 'TensorRT trtexec ' + ((version.group(1) or version.group(2)) if version else ''),
+        'runtime': ('TensorRT trtexec ' + version.group(1)) if version else 'TensorRT trtexec',
         'provider': 'trtexec', 'threads': None, 'warmup_runs': None, 'attempts': 1,
         'stable': True, 'trtexec_summary': sections,
     })
