@@ -1,0 +1,47 @@
+"""``nni-lightnas measure``: time an ONNX model on a device (median and spread)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('model', help='ONNX file (exported with a fixed input shape, batch included)')
+    parser.add_argument('--device', default='local',
+                        help="'local' (ONNX Runtime here) or 'ssh://[user@]host[:port]' (default local)")
+    parser.add_argument('--runs', type=int, default=100, help='timed runs (default 100)')
+    parser.add_argument('--warmup', type=int, default=10, help='untimed warm-up runs (default 10)')
+    parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
+    parser.add_argument('--max-iqr-ratio', type=float, default=0.1,
+                        help='re-measure when IQR / median exceeds this (default 0.1)')
+    parser.add_argument('--max-attempts', type=int, default=3, help='measurements at most (default 3)')
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='measure this many times (each a full protocol) and report each; default 1')
+    parser.add_argument('--json', action='store_true', help='print one JSON object (a list with --repeat > 1)')
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nni_lightnas.latency.devices import make_device
+
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f'ONNX model {args.model} does not exist')
+    if args.repeat < 1:
+        raise ValueError(f'--repeat must be >= 1, got {args.repeat}')
+    device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
+                         max_iqr_ratio=args.max_iqr_ratio, max_attempts=args.max_attempts)
+    results = []
+    for _ in range(args.repeat):
+        result = device.measure(args.model)
+        results.append({'model': str(args.model), **result.to_dict(), 'iqr_ms': result.iqr_ms})
+    if args.json:
+        print(json.dumps(results[0] if args.repeat == 1 else results))
+    else:
+        for data in results:
+            stable = '' if data['stable'] else f' (spread stayed wide after {data["attempts"]} attempts)'
+            print(f'{data["model"]} on {data["device"]}: median {data["median_ms"]:.4f} ms, '
+                  f'IQR {data["p25_ms"]:.4f}-{data["p75_ms"]:.4f} ms, CV {data["cv"]:.3f}, {data["runs"]} runs, '
+                  f'{data["threads"]} thread(s), {data["provider"]}{stable}')
+    return 0
