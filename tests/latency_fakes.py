@@ -1,0 +1,53 @@
+"""Deterministic devices for latency tests: a latency that is a known function of the ONNX model.
+
+Real timings are noisy, so the arithmetic of LUTs, BBSSP and profilers is tested against
+:class:`ParamsDevice`, whose "latency" of a model with ``P`` weights is
+``call_ms + linear * P + quadratic * P**2``: a per-op sum misses the cross terms of the
+quadratic part (like fusion and cache effects a real runtime has), so a correction has
+something to correct. :class:`CountingDevice` counts real measurements.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nni_lightnas.latency import Device, LatencyResult, LocalDevice
+
+
+def onnx_params(path: Path) -> int:
+    import numpy as np
+    import onnx
+    model = onnx.load(str(path))
+    return int(sum(np.prod(init.dims) for init in model.graph.initializer))
+
+
+class ParamsDevice(Device):
+    """Latency = ``call_ms + linear * P + quadratic * P**2`` for a model with ``P`` weights."""
+
+    name = 'params'
+
+    def __init__(self, *, call_ms: float = 0.01, linear: float = 1e-5, quadratic: float = 1e-9, **kwargs):
+        super().__init__(**kwargs)
+        self.call_ms, self.linear, self.quadratic = call_ms, linear, quadratic
+        self.calls = 0
+
+    def latency_of(self, params: int) -> float:
+        return self.call_ms + self.linear * params + self.quadratic * params ** 2
+
+    def _measure_onnx_file(self, path: Path) -> LatencyResult:
+        self.calls += 1
+        value = self.latency_of(onnx_params(path))
+        return LatencyResult(median_ms=value, p25_ms=value, p75_ms=value, runs=self.num_runs, device=self.name,
+                             cv=0.0, runtime='formula', provider='none', threads=self.threads)
+
+
+class CountingDevice(LocalDevice):
+    """The local device, counting its measurements."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def _measure_onnx_file(self, path: Path) -> LatencyResult:
+        self.calls += 1
+        return super()._measure_onnx_file(path)
