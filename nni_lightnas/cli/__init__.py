@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'space': ('space', 'inspect the LightNAS search spaces'),
     'export': ('export', 'export a LightNet to ONNX (checked against PyTorch in ONNX Runtime)'),
     'demo': ('demo', 'build a space, export a sampled LightNet and time it with ONNX Runtime'),
+    'predictor': ('predictor', 'evaluate or fit a latency predictor (additive, MLP, GNN, ensemble) on measured archs'),
     'measure': ('measure', 'time an ONNX model on a device: median, quartiles, runs, spread'),
     'profile': ('profile', 'build the latency LUT of a space on a device (plain or BBSSP-corrected)'),
     'search': ('search', 'stage 1: one LightNAS search toward a latency target'),
