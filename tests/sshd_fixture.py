@@ -112,7 +112,8 @@ class SSHServer:
                     time.sleep(0.05)
             if self.proc.poll() is None:
                 host_key = (self.root / 'host_key.pub').read_text().split()[:2]
-                self.known_hosts.write_text(f'[{self.host}]:{self.port} {" ".join(host_key)}\n')
+                self.known_hosts.write_text(''.join(f'[{name}]:{self.port} {" ".join(host_key)}\n'
+                                                    for name in (self.host, 'localhost')))
                 return self
             if port:
                 break

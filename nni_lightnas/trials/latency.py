@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='extra ssh -o option (repeatable)')
     parser.add_argument('--ssh-config', default=None, help='ssh config file in place of ~/.ssh/config (ssh -F)')
     parser.add_argument('--remote-python', default=None, help="the board's python3 with onnxruntime")
+    parser.add_argument('--remote-dir', default=None, help='working directory on the boards (default ~/.cache/nni-lightnas)')
     parser.add_argument('--trtexec', default=None, help='measure with trtexec on the board (name or path)')
     parser.add_argument('--lock-dir', default=None, help='directory of the pool lock files (shared by trials)')
     parser.add_argument('--arch', default=None, help='LightNet string, when not run by NNI')
@@ -126,7 +127,7 @@ def make_trial_device(args: argparse.Namespace):
     options: dict[str, Any] = dict(num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
                                    identity_file=args.ssh_identity, ssh_options=args.ssh_option or None,
                                    ssh_config=args.ssh_config, remote_python=args.remote_python,
-                                   trtexec=args.trtexec)
+                                   remote_dir=args.remote_dir, trtexec=args.trtexec)
     if ',' in args.device and args.lock_dir:
         options['lock_dir'] = args.lock_dir
     return make_device(args.device, **options)
