@@ -15,10 +15,13 @@ from nni_lightnas.latency import Device, LatencyResult, LocalDevice
 
 
 def onnx_params(path: Path) -> int:
+    """Weights read by the model's nodes, counted per use."""
     import numpy as np
     import onnx
     model = onnx.load(str(path))
-    return int(sum(np.prod(init.dims) for init in model.graph.initializer))
+    sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer}
+    # per use: the exporter shares equal initializers between layers of a whole network
+    return sum(sizes.get(name, 0) for node in model.graph.node for name in node.input)
 
 
 class ParamsDevice(Device):

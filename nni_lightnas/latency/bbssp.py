@@ -12,10 +12,10 @@ gets one more row, ``bbssp/anchor = T(SSBN_0) - (fixed + sum_i l_i^typ)``, so th
 table predicts ``SSBN_0`` exactly and every single-layer swap of it exactly; a general
 architecture gets ``T(SSBN_0) + sum_i (T(SSBN_(i<-a_i)) - T(SSBN_0))``.
 
-Measurement: ``T(SSBN_0)`` is measured again before each layer's swaps and once at the
-end, and each difference uses the mean of the two ``SSBN_0`` measurements around it, so a
-slow drift of the machine cancels. ``rounds > 1`` repeats the whole plan and takes the
-median difference. With a ``journal`` path every finished measurement is appended at
+Measurement: per layer, ``SSBN_0`` and its swaps at that layer are measured as one group
+with their timed runs interleaved (:meth:`~nni_lightnas.latency.device.Device.measure_group`),
+so a change of machine load hits the base and its variants alike and their differences
+stay accurate. ``rounds > 1`` repeats the whole plan and takes the median difference. With a ``journal`` path every finished measurement is appended at
 once and a rerun continues where it stopped.
 
 Examples
@@ -47,7 +47,7 @@ __all__ = ['bbssp_plan', 'bbssp_correct', 'typical_ops']
 _logger = logging.getLogger(__name__)
 
 _JOURNAL_PREFIX = '# nni-lightnas-bbssp '
-_JOURNAL_COLUMNS = ['step', 'round', 'kind', 'layer', 'op', 'median_ms', 'p25_ms', 'p75_ms', 'cv', 'stable',
+_JOURNAL_COLUMNS = ['step', 'round', 'group', 'kind', 'layer', 'op', 'median_ms', 'p25_ms', 'p75_ms', 'cv', 'stable',
                     'measured_at']
 
 
@@ -78,15 +78,20 @@ def typical_ops(lut: LatencyLUT, typical_op: str | Mapping[str, str] | None = No
 
 
 def bbssp_plan(lut: LatencyLUT, typical: Mapping[str, str], rounds: int = 1) -> list[dict[str, Any]]:
-    """The measurement steps: per round, ``SSBN_0`` before each layer's swaps and once at the end."""
+    """The measurement steps: per round and layer, one group of ``SSBN_0`` and its swaps at that layer.
+
+    The networks of a group are measured together, their timed runs interleaved
+    (:meth:`~nni_lightnas.latency.device.Device.measure_group`).
+    """
     steps = []
+    group = 0
     for round_index in range(rounds):
         for label in lut.labels:
-            steps.append({'round': round_index, 'kind': 'base', 'layer': label, 'op': typical[label]})
+            steps.append({'round': round_index, 'group': group, 'kind': 'base', 'layer': label, 'op': typical[label]})
             for op in lut.candidates[label]:
                 if op != typical[label]:
-                    steps.append({'round': round_index, 'kind': 'swap', 'layer': label, 'op': op})
-        steps.append({'round': round_index, 'kind': 'base', 'layer': 'end', 'op': ''})
+                    steps.append({'round': round_index, 'group': group, 'kind': 'swap', 'layer': label, 'op': op})
+            group += 1
     for index, step in enumerate(steps):
         step['step'] = index
     return steps
@@ -119,9 +124,10 @@ def bbssp_correct(lut: LatencyLUT, device: Device, *, space: Any = None,
     rounds
         Repetitions of the whole plan; the median difference is kept.
     journal
-        CSV where every finished network measurement is appended; a rerun resumes from it.
+        CSV where every finished group of measurements is appended; a rerun resumes from it.
     on_measure
-        Called with each newly measured step (a dict); may raise to stop.
+        Called after each newly measured group (a dict with ``group``, ``layer``, ``rows``);
+        may raise to stop.
 
     Returns
     -------
@@ -172,31 +178,35 @@ def bbssp_correct(lut: LatencyLUT, device: Device, *, space: Any = None,
         else:
             writer.start(journal_metadata)
 
+    groups: dict[int, list[dict[str, Any]]] = {}
     for step in steps:
-        if step['step'] in done:
+        groups.setdefault(step['group'], []).append(step)
+    for members in groups.values():
+        if all(step['step'] in done for step in members):
             continue
-        arch = _arch_of(step, labels, typical)
-        result: LatencyResult = device.measure(onnx_bytes(LightNet(arch, config), input_shape), input_shape)
-        row = {**step, 'median_ms': result.median_ms, 'p25_ms': result.p25_ms, 'p75_ms': result.p75_ms,
-               'cv': result.cv, 'stable': bool(result.stable),
-               'measured_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
-        done[step['step']] = row
-        if writer is not None:
-            writer.append(row)
-        _logger.info('BBSSP %s %s %s: %.4f ms', step['kind'], step['layer'], step['op'], result.median_ms)
+        nets = [onnx_bytes(LightNet(_arch_of(step, labels, typical), config), input_shape) for step in members]
+        results: list[LatencyResult] = device.measure_group(nets, input_shape)
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+        for step, result in zip(members, results):
+            row = {**step, 'median_ms': result.median_ms, 'p25_ms': result.p25_ms, 'p75_ms': result.p75_ms,
+                   'cv': result.cv, 'stable': bool(result.stable), 'measured_at': stamp}
+            done[step['step']] = row
+            if writer is not None:
+                writer.append(row)
+            _logger.info('BBSSP %s %s %s: %.4f ms', step['kind'], step['layer'], step['op'], result.median_ms)
         if on_measure is not None:
-            on_measure(row)
+            on_measure({'group': members[0]['group'], 'layer': members[0]['layer'],
+                        'rows': [done[step['step']] for step in members]})
 
-    # differences T(SSBN_(i<-j)) - T(SSBN_0), SSBN_0 taken around each layer's block
+    # differences T(SSBN_(i<-j)) - T(SSBN_0) within each interleaved group
     deltas: dict[tuple[str, str], list[float]] = {}
     bases: list[float] = []
-    for round_index in range(rounds):
-        in_round = [done[s['step']] for s in steps if s['round'] == round_index]
-        base_positions = [k for k, row in enumerate(in_round) if row['kind'] == 'base']
-        bases.extend(float(in_round[k]['median_ms']) for k in base_positions)
-        for start, end in zip(base_positions[:-1], base_positions[1:]):
-            base = 0.5 * (float(in_round[start]['median_ms']) + float(in_round[end]['median_ms']))
-            for row in in_round[start + 1:end]:
+    for members in groups.values():
+        rows = [done[step['step']] for step in members]
+        base = float(next(row['median_ms'] for row in rows if row['kind'] == 'base'))
+        bases.append(base)
+        for row in rows:
+            if row['kind'] == 'swap':
                 deltas.setdefault((row['layer'], row['op']), []).append(float(row['median_ms']) - base)
     base_ms = statistics.median(bases)
 

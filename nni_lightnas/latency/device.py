@@ -166,6 +166,33 @@ class Device(abc.ABC):
                             self.name, result.attempts, result.iqr_ms, result.median_ms)
         return result
 
+    def measure_group(self, models: Sequence[Any], input_shape: Sequence[int] | None = None) -> list[LatencyResult]:
+        """Measure several models under one hold of the device lock, their runs interleaved where possible.
+
+        Use it for models whose latencies are compared (a base network and its variants):
+        devices that can (the local one) alternate the timed runs of all models, so a change
+        of load hits all of them alike; others measure them one after another. ``models``
+        are as in :meth:`measure` (``input_shape`` for ``nn.Module`` entries).
+        """
+        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
+            paths = []
+            for index, model in enumerate(models):
+                folder = Path(workdir) / str(index)
+                folder.mkdir()
+                paths.append(self._as_onnx_file(model, input_shape, folder))
+            with device_lock(self.name, self.lock_dir):
+                results = self._measure_onnx_group(paths)
+        unstable = [result for result in results if not result.stable]
+        if unstable:
+            _logger.warning('%s: spread stayed wide for %d of %d interleaved models (widest IQR/median %.3f)',
+                            self.name, len(unstable), len(results),
+                            max(r.iqr_ms / r.median_ms for r in unstable if r.median_ms))
+        return results
+
+    def _measure_onnx_group(self, paths: Sequence[Path]) -> list[LatencyResult]:
+        """Time several ONNX files (the caller holds the lock); default: one after another."""
+        return [self._measure_onnx_file(path) for path in paths]
+
     @staticmethod
     def _as_onnx_file(model: Any, input_shape: Sequence[int] | None, workdir: Path) -> Path:
         if isinstance(model, (str, os.PathLike)):

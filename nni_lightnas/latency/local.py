@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from .device import Device, LatencyResult
-from .runner import measure_onnx
+from .runner import measure_onnx, measure_onnx_group
 
 __all__ = ['LocalDevice']
 
@@ -40,3 +41,10 @@ class LocalDevice(Device):
                             threads=self.threads, providers=self.providers, max_iqr_ratio=self.max_iqr_ratio,
                             max_attempts=self.max_attempts)
         return LatencyResult.from_runner(data, device=self.name)
+
+    def _measure_onnx_group(self, paths: Sequence[Path]) -> list[LatencyResult]:
+        data = measure_onnx_group([str(path) for path in paths], num_runs=self.num_runs,
+                                  num_warmup_runs=self.num_warmup_runs, threads=self.threads,
+                                  providers=self.providers, max_iqr_ratio=self.max_iqr_ratio,
+                                  max_attempts=self.max_attempts)
+        return [LatencyResult.from_runner(item, device=self.name) for item in data]

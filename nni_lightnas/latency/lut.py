@@ -59,7 +59,7 @@ COLUMNS = ['kind', 'layer', 'op', 'latency_ms', 'median_ms', 'p25_ms', 'p75_ms',
 #: rows (call, stem, head, corrections) are added once; ``op`` rows are the searchable choices.
 KINDS = ('overhead', 'fixed', 'op')
 #: Metadata keys that must agree between a LUT and what it is used for (or resumed with).
-_IDENTITY_KEYS = ('space_fingerprint', 'input_size', 'in_chans', 'batch', 'device', 'threads')
+_IDENTITY_KEYS = ('input_size', 'in_chans', 'space_fingerprint', 'batch', 'device', 'threads')
 
 
 class LUTMismatchError(ValueError):
@@ -562,31 +562,44 @@ def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str
 
 
 def measure_archs(space: Any, archs: Iterable[Any], device: Device, *, batch: int, rounds: int = 1,
+                  group_size: int | None = 16,
                   on_result: Callable[[int, LatencyResult], None] | None = None) -> list[dict[str, Any]]:
-    """Measure whole exported networks; with ``rounds > 1`` the list is measured again in turn.
+    """Measure whole exported networks, interleaved, ``rounds`` times.
 
-    Interleaving the repeats spreads slow drift of the machine over all architectures rather
-    than biasing the ones measured last. Returns one dict per architecture: ``arch``,
-    ``median_ms`` (median over rounds of the per-round medians), ``p25_ms``, ``p75_ms``
-    (of the first round), ``round_medians_ms``.
+    The architectures are measured in groups of ``group_size`` whose timed runs alternate
+    (:meth:`~nni_lightnas.latency.device.Device.measure_group`; ``None``: all in one group),
+    and with ``rounds > 1`` the whole list is measured again (groups reshuffled), so slow
+    drift of the machine is spread over all architectures rather than biasing some.
+    Returns one dict per architecture: ``arch``, ``median_ms`` (median over rounds of the
+    per-round medians), ``p25_ms``, ``p75_ms`` (of the first round), ``round_medians_ms``.
     """
+    import random
+
+    from nni_lightnas.export import onnx_bytes
     from nni_lightnas.search_spaces import LightNet, decode_arch, encode_arch
     config, _ = resolve_space(space)
     archs = [decode_arch(arch, config) for arch in archs]
     input_shape = (batch, config.in_chans, config.input_size, config.input_size)
+    nets = [onnx_bytes(LightNet(arch, config), input_shape) for arch in archs]
     results: list[list[LatencyResult]] = [[] for _ in archs]
-    for _ in range(max(1, rounds)):
-        for index, arch in enumerate(archs):
-            result = device.measure(LightNet(arch, config), input_shape)
-            results[index].append(result)
-            if on_result is not None:
-                on_result(index, result)
+    size = len(archs) if group_size is None else max(1, int(group_size))
+    rng = random.Random(0)
+    for round_index in range(max(1, rounds)):
+        order = list(range(len(archs)))
+        if round_index:
+            rng.shuffle(order)
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
+            for index, result in zip(chunk, device.measure_group([nets[i] for i in chunk], input_shape)):
+                results[index].append(result)
+                if on_result is not None:
+                    on_result(index, result)
     summary = []
     for arch, measured in zip(archs, results):
-        medians = sorted(r.median_ms for r in measured)
+        medians = [r.median_ms for r in measured]
         summary.append({'arch': encode_arch(arch), 'median_ms': float(pd.Series(medians).median()),
                         'p25_ms': measured[0].p25_ms, 'p75_ms': measured[0].p75_ms,
-                        'round_medians_ms': [r.median_ms for r in measured]})
+                        'round_medians_ms': medians})
     return summary
 
 

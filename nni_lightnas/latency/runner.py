@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 
-__all__ = ['measure_onnx', 'summarize_times']
+__all__ = ['measure_onnx', 'measure_onnx_group', 'summarize_times']
 
 
 def summarize_times(times_ms: list) -> dict:
@@ -116,6 +116,86 @@ def measure_onnx(model, *, num_runs: int = 100, num_warmup_runs: int = 10, threa
         'machine': platform.machine(),
     })
     return best
+
+
+def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10, threads: int = 1,
+                       providers=None, max_iqr_ratio: float = 0.1, max_attempts: int = 3, seed: int = 0) -> list:
+    """Time several ONNX models with their runs interleaved; one summary dict per model.
+
+    All sessions are created first; then each timed round runs every model once (the order
+    rotates every round), so a change of machine load hits all of them alike and their
+    differences stay accurate. When any model's IQR exceeds ``max_iqr_ratio`` of its
+    median the whole group is measured again (up to ``max_attempts``), keeping the attempt
+    whose widest relative spread is smallest.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    if not models:
+        return []
+    if num_runs < 1 or num_warmup_runs < 0:
+        raise ValueError(f'num_runs must be >= 1 and num_warmup_runs >= 0, got {num_runs=}, {num_warmup_runs=}')
+    if threads < 1:
+        raise ValueError(f'threads must be >= 1, got {threads=}')
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = ort.get_available_providers()
+    if providers:
+        unknown = [p for p in providers if p not in available]
+        if unknown:
+            raise ValueError(f'execution providers {unknown} are not available; available: {available}')
+    else:
+        providers = [p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider') if p in available]
+        providers.append('CPUExecutionProvider')
+    rng = np.random.default_rng(seed)
+    runs = []
+    for model in models:
+        session = ort.InferenceSession(model, sess_options=options, providers=list(providers))
+        feeds = {}
+        for node in session.get_inputs():
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in node.shape]
+            feeds[node.name] = rng.standard_normal(shape).astype(np.float32)
+        runs.append((session, [node.name for node in session.get_outputs()], feeds))
+
+    count = len(runs)
+    best = None
+    attempts = 0
+    for attempts in range(1, max_attempts + 1):
+        for _ in range(num_warmup_runs):
+            for session, outputs, feeds in runs:
+                session.run(outputs, feeds)
+        times_ms = [[] for _ in runs]
+        for round_index in range(num_runs):
+            for offset in range(count):
+                index = (round_index + offset) % count
+                session, outputs, feeds = runs[index]
+                start = time.perf_counter()
+                session.run(outputs, feeds)
+                times_ms[index].append((time.perf_counter() - start) * 1e3)
+        summaries = []
+        for values in times_ms:
+            summary = summarize_times(values)
+            median = summary['median_ms']
+            summary['iqr_ratio'] = (summary['p75_ms'] - summary['p25_ms']) / median if median else 0.0
+            summaries.append(summary)
+        widest = max(summary['iqr_ratio'] for summary in summaries)
+        if best is None or widest < best[0]:
+            best = (widest, summaries)
+        if widest <= max_iqr_ratio:
+            break
+    results = []
+    for (session, _, feeds), summary in zip(runs, best[1]):
+        summary.update({
+            'attempts': attempts, 'stable': summary['iqr_ratio'] <= max_iqr_ratio, 'warmup_runs': num_warmup_runs,
+            'threads': threads, 'runtime': f'onnxruntime {ort.__version__}', 'provider': session.get_providers()[0],
+            'input_shape': list(next(iter(feeds.values())).shape), 'host': platform.node(),
+            'machine': platform.machine(), 'interleaved_with': count - 1,
+        })
+        results.append(summary)
+    return results
 
 
 def main(argv=None) -> int:
