@@ -97,7 +97,7 @@ class CosineSGDClassificationModule(ClassificationModule):
 
     def configure_optimizers(self):
         optimizer = optim.SGD(self.parameters(), lr=self.hparams.learning_rate, momentum=0.9, nesterov=True,
-                              weight_decay=self.hparams.weight_decay)
+                              weight_decay=self.hparams.weight_decay, foreach=False)
         max_epochs = max(int(self.trainer.max_epochs or 1), 1)
         return [optimizer], [optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)]
 
@@ -124,11 +124,10 @@ def _data_loaders(config: SearchConfig) -> tuple[DataLoader, DataLoader]:
                          f'Use the LightNAS strategy with your own evaluator for other data.')
     dataset = load_fashion_mnist('train', config.data_dir, limit=config.train_limit)
     weights_part, arch_part = split_train_arch(dataset, config.arch_fraction, seed=config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    train_loader = DataLoader(weights_part, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                              generator=generator)
-    arch_loader = DataLoader(arch_part, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                             generator=torch.Generator().manual_seed(config.seed + 1))
+    # Shuffling draws from torch's global generator (seeded by run_search), which a LightNAS
+    # checkpoint saves and restores: a resumed search sees the same batches.
+    train_loader = DataLoader(weights_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
+    arch_loader = DataLoader(arch_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
     return train_loader, arch_loader
 
 

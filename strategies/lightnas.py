@@ -160,12 +160,17 @@ class LightNASLightningModule(DartsLightningModule):
             group['lr'] = self.strategy_config.arc_learning_rate * scale
 
         tau = self.temperature(self.trainer.current_epoch)
-        metrics = {'lightnas/lambda': new_lambda, 'lightnas/expected_ms': float(expected_ms),
+        metrics = {'lightnas/lambda': new_lambda, 'lightnas/expected_ms': float(expected_ms.detach()),
                    'lightnas/argmax_ms': argmax_ms, 'lightnas/temperature': tau,
                    'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale}
         self.log_dict(metrics)
-        self._record(ce_loss=ce_loss.detach(), expected_ms=float(expected_ms), argmax_ms=argmax_ms,
+        self._record(ce_loss=ce_loss.detach(), expected_ms=float(expected_ms.detach()), argmax_ms=argmax_ms,
                      **{'lambda': new_lambda})
+
+    def configure_architecture_optimizers(self):
+        # foreach=False: one code path before and after a checkpoint restore (bitwise-equal resumes).
+        return torch.optim.Adam(self.arch_parameters(), self.strategy_config.arc_learning_rate, betas=(0.5, 0.999),
+                                weight_decay=1e-3, foreach=False)
 
     def _arc_lr_scale(self, relative_error: float) -> float:
         """Scale of the alpha learning rate: 1 far from the target, ``|LAT/T - 1| / threshold`` near it."""
