@@ -38,7 +38,7 @@ FAKE_BOARD = textwrap.dedent('''\
 
     lock_dir, log, model, ready, workers = sys.argv[1:6]
     pool = DevicePool([FakeBoard('board-a', log), FakeBoard('board-b', log)], lock_dir=lock_dir, poll_s=0.02)
-    Path(ready, str(os.getpid())).touch()  # start together: imports take seconds under load
+    open(os.path.join(ready, str(os.getpid())), 'w').close()  # start together: imports take seconds under load
     while len(os.listdir(ready)) < int(workers):
         time.sleep(0.01)
     for _ in range(2):
