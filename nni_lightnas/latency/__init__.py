@@ -7,6 +7,12 @@ Examples
 
 from .device import Device, LatencyResult, device_lock
 from .local import LocalDevice
+from .errors import (BoardBusyError, BoardSetupError, DeviceError, MeasurementError, MeasurementTimeout,
+                     SSHAuthError, SSHConnectionError, SSHHostKeyError)
+from .ssh import SSHDevice
+from .devices import DevicePool, make_device
 from .model import LatencyModel
 
-__all__ = ['Device', 'LatencyResult', 'device_lock', 'LocalDevice', 'LatencyModel']
+__all__ = ['Device', 'LatencyResult', 'device_lock', 'LocalDevice', 'LatencyModel',
+           'SSHDevice', 'DevicePool', 'make_device', 'DeviceError', 'SSHConnectionError', 'SSHAuthError',
+           'SSHHostKeyError', 'BoardSetupError', 'BoardBusyError', 'MeasurementTimeout', 'MeasurementError']
