@@ -270,3 +270,34 @@ def test_cli_measure_over_ssh(sshd, tmp_path):
     assert local.returncode == 0, local.stderr[-2000:]
     remote_data, local_data = json.loads(remote.stdout), json.loads(local.stdout)
     assert remote_data['device'] == sshd.url and sorted(remote_data) == sorted(local_data)
+
+
+def test_lut_build_over_ssh_resumes_after_a_drop(sshd, tmp_path):
+    """sshd dies after 3 rows: the build stops with a clear error; the rerun measures only the rest."""
+    from nni_lightnas.latency.lut import build_lut, lut_entries
+    table = tmp_path / 'tiny_lut.csv'
+    total = len([entry for entry in lut_entries('tiny', 1) if entry.kind != 'overhead'])
+    finished = []
+
+    def drop_after_three(row):
+        finished.append(row)
+        if len(finished) == 3:
+            sshd.kill()
+    port = sshd.port
+    device = sshd.device(num_runs=5, num_warmup_runs=1, max_attempts=1, retries=1, backoff_s=0.1)
+    try:
+        with pytest.raises(SSHConnectionError, match=r'127\.0\.0\.1.*unreachable'):
+            build_lut('tiny', device, batch=1, path=table, overhead=False, on_row=drop_after_three)
+    finally:
+        if sshd.proc is None:
+            sshd.start(port)
+    calls = []
+    resumed = sshd.device(num_runs=5, num_warmup_runs=1, max_attempts=1)
+    measure_file = resumed._measure_onnx_file
+    resumed._measure_onnx_file = lambda path: calls.append(path) or measure_file(path)
+    lut = build_lut('tiny', resumed, batch=1, path=table, overhead=False)
+    assert len(calls) == total - 3
+    assert len(lut.table) == total and lut.metadata['device'] == sshd.url
+    first = {(row['layer'], row['op']): row['median_ms'] for row in finished}
+    kept = {(row['layer'], row['op']): row['median_ms'] for row in lut.table.to_dict('records')}
+    assert all(kept[key] == pytest.approx(value) for key, value in first.items())  # not re-measured

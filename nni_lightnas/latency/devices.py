@@ -186,6 +186,20 @@ class DevicePool(Device):
             path = self._as_onnx_file(model, input_shape, Path(workdir))
             return self._measure_onnx_file(path)
 
+    def measure_group(self, models: Sequence[Any], input_shape: Sequence[int] | None = None) -> list[LatencyResult]:
+        """Measure models that are compared with each other all on one board (the first free one)."""
+        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
+            paths = []
+            for index, model in enumerate(models):
+                folder = Path(workdir) / str(index)
+                folder.mkdir()
+                paths.append(self._as_onnx_file(model, input_shape, folder))
+            with self.acquire() as device:
+                results = device.measure_group(paths)
+        for result in results:
+            result.facts.setdefault('pool', self.name)
+        return results
+
     def _measure_onnx_file(self, path: Path) -> LatencyResult:
         with self.acquire() as device:
             result = device.measure(path)
