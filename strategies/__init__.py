@@ -5,10 +5,36 @@ Examples
 >>> from nni_lightnas.strategies import LightNAS
 """
 
-from .evolution import LightNASEvolution
-from .latency_multiplier import LatencyMultiplier
-from .lightnas import InfeasibleTargetError, LightNAS, LightNASLightningModule
-from .single_path import SinglePathMixedLayer
+import importlib as _importlib
+from typing import TYPE_CHECKING
 
 __all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError', 'LatencyMultiplier',
            'SinglePathMixedLayer', 'LightNASEvolution']
+
+# Exports are imported on first use (PEP 562): NNI imports the evolution tuner through this
+# package and gives a tuner 10 seconds to connect, too short to import torch and Lightning
+# on a loaded machine.
+_EXPORTS = {
+    'LightNASEvolution': '.evolution',
+    'LatencyMultiplier': '.latency_multiplier',
+    'InfeasibleTargetError': '.lightnas',
+    'LightNAS': '.lightnas',
+    'LightNASLightningModule': '.lightnas',
+    'SinglePathMixedLayer': '.single_path',
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .evolution import LightNASEvolution
+    from .latency_multiplier import LatencyMultiplier
+    from .lightnas import InfeasibleTargetError, LightNAS, LightNASLightningModule
+    from .single_path import SinglePathMixedLayer
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(_importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -187,12 +187,10 @@ class LightNASEvolution(Tuner):
         self.num_over_budget = 0
         self.num_results = 0
 
-        if lightnet is not None:
-            from nni_lightnas.search_spaces.channel_space import nni_search_space
-            self.update_search_space(nni_search_space(lightnet, preset))
-        path = self.state_path
-        if path is not None and path.is_file():
-            self.load_state(path)
+        # Nothing heavy here: NNI gives a tuner 10 s from process start to connect, so torch,
+        # the default search space, the latency model and the saved state are loaded on
+        # first use (update_search_space, or the first call that needs them).
+        self._state_restored = False
 
     # ---------------------------------------------------------------- latency
     @property
@@ -242,6 +240,7 @@ class LightNASEvolution(Tuner):
         if self.search_space is not None and space != self.search_space:
             _logger.info('search space changed: %s', space)
         self.search_space = space
+        self._restore_once()
         if self.budget_ms is not None and self.latency_model is not None:
             narrowest = {label: values[0] for label, values in space.items()}
             if not self.feasible(narrowest):
@@ -249,9 +248,21 @@ class LightNASEvolution(Tuner):
                                  f'{self.latency_ms(narrowest):.3f} ms')
 
     def _space(self) -> dict[str, list[Any]]:
+        if self.search_space is None and self.lightnet is not None:
+            from nni_lightnas.search_spaces.channel_space import nni_search_space
+            self.update_search_space(nni_search_space(self.lightnet, self.preset))
         if self.search_space is None:
             raise RuntimeError('no search space yet: give lightnet=... or call update_search_space()')
+        self._restore_once()
         return self.search_space
+
+    def _restore_once(self) -> None:
+        if self._state_restored:
+            return
+        self._state_restored = True
+        path = self.state_path
+        if path is not None and path.is_file():
+            self.load_state(path)
 
     # ------------------------------------------------------------- candidates
     def random_sample(self) -> dict[str, Any]:
@@ -325,6 +336,7 @@ class LightNASEvolution(Tuner):
     # -------------------------------------------------------------- NNI hooks
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
         """Next candidate for trial ``parameter_id`` (within the budget, never seen before)."""
+        self._space()
         retry = self._retry_queue.pop(0) if self._retry_queue else None
         params = dict(retry['params']) if retry else self.new_candidate()
         key = str(parameter_id)
@@ -338,6 +350,7 @@ class LightNASEvolution(Tuner):
 
     def receive_trial_result(self, parameter_id: int, parameters: Any, value: Any, **kwargs: Any) -> None:
         """Record the result of trial ``parameter_id``; the parameters are taken from the tuner's own record."""
+        self._space()
         record = self.history.get(str(parameter_id))
         if record is None:
             _logger.warning('result for unknown parameter id %s ignored', parameter_id)
@@ -370,6 +383,7 @@ class LightNASEvolution(Tuner):
 
         A metric that arrives after the end of its trial is still accepted.
         """
+        self._space()
         record = self.history.get(str(parameter_id))
         if record is None or record['status'] != 'running':
             return

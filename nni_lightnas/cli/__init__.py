@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'measure': ('measure', 'time an ONNX model on a device: median, quartiles, runs, spread'),
     'profile': ('profile', 'build the latency LUT of a space on a device (plain or BBSSP-corrected)'),
     'search': ('search', 'stage 1: one LightNAS search toward a latency target'),
+    'evolve': ('evolve', 'stage 2: BTE evolution of a LightNet\'s widths under a latency budget (NNI experiment)'),
+    'register': ('register', 'register the LightNASEvolution tuner with NNI (tuner: {name: LightNASEvolution})'),
 }
 
 
