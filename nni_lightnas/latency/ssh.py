@@ -209,8 +209,10 @@ class SSHDevice(Device):
 
     Notes
     -----
-    Unlike the ``local`` device, no lock is taken on this machine: the board's own
-    ``flock`` serializes measurements from every workstation and trial.
+    :meth:`measure` takes no lock on this machine: the board's own ``flock`` serializes
+    measurements from every workstation and trial. :meth:`measure_group` sends all models
+    in one session and ONNX Runtime interleaves their runs on the board (trtexec measures
+    them one after another).
 
     Examples
     --------
@@ -286,11 +288,11 @@ class SSHDevice(Device):
         return shlex.join([self.remote_python, '-c', _BOOTSTRAP, self.remote_dir, *self._board_args()])
 
     @staticmethod
-    def _payload(model: bytes) -> bytes:
+    def _payload(models: Sequence[bytes]) -> bytes:
         files = {name: base64.b64encode((_HERE / name).read_bytes()).decode('ascii') for name in _BOARD_FILES}
-        header = {'model_size': len(model), 'model_sha256': hashlib.sha256(model).hexdigest()}
+        header = {'models': [{'size': len(model), 'sha256': hashlib.sha256(model).hexdigest()} for model in models]}
         return b''.join([json.dumps({'files': files}).encode('utf-8'), b'\n',
-                         json.dumps(header).encode('utf-8'), b'\n', model])
+                         json.dumps(header).encode('utf-8'), b'\n', *models])
 
     def run_remote(self, remote_command: str, *, stdin: bytes = b'', timeout_s: float = 60.0,
                    keep_stdin_open: bool = False) -> tuple[int, str, str]:
@@ -351,7 +353,11 @@ class SSHDevice(Device):
         return result
 
     def _measure_onnx_file(self, path: Path) -> LatencyResult:
-        payload = self._payload(Path(path).read_bytes())
+        return self._measure_onnx_group([path])[0]
+
+    def _measure_onnx_group(self, paths: Sequence[Path]) -> list[LatencyResult]:
+        """One SSH session for all ``paths``: ONNX Runtime interleaves their runs on the board."""
+        payload = self._payload([Path(path).read_bytes() for path in paths])
         command = self._remote_command()
         lock_wait = self.lock_timeout_s if self.lock_timeout_s is not None else 7 * 24 * 3600.0
         deadline_s = self.timeout_s + lock_wait + 2 * self.connect_timeout_s + 30
@@ -368,9 +374,13 @@ class SSHDevice(Device):
                                 self.retries + 1, error, delay)
                 time.sleep(delay)
                 continue
-            facts = dict(data.pop('facts', {}) or {})
+            facts = dict(data.get('facts') or {})
             facts['ssh_attempts'] = attempt + 1
-            return LatencyResult.from_runner(data, device=self.name, **facts)
+            results = data.get('results')
+            if not isinstance(results, list) or len(results) != len(paths):
+                raise MeasurementError(f'{self.name}: the board answered {len(results or [])} results for '
+                                       f'{len(paths)} models', host=self.target.host)
+            return [LatencyResult.from_runner(item, device=self.name, **facts) for item in results]
         last = errors[-1]
         if len(errors) > 1:
             raise type(last)(f'{last} [gave up after {len(errors)} attempts]', host=last.host,
@@ -405,7 +415,7 @@ class SSHDevice(Device):
             if kind == 'timeout':
                 raise MeasurementTimeout(f'{self.name}: {message}; raise timeout_s', host=host)
             raise MeasurementError(f'{self.name}: measurement failed on {host} ({kind}): {message}', host=host)
-        if code == 0 and isinstance(data, dict):
+        if code == 0 and isinstance(data, dict) and 'results' in data:
             return data
         if code == SSH_EXIT:
             raise classify_ssh_failure(stderr, url=self.name, host=host, port=self.target.port,

@@ -8,15 +8,17 @@ together with ``runner.py`` on every call. It needs only Python 3 (3.6 or newer 
 
 Protocol (stdin, then stdout):
 
-1. one JSON header line ``{"model_size": N, "model_sha256": "..."}``, then ``N`` bytes of
-   ONNX; stdin then stays open for the whole run. When it closes (the workstation died,
+1. one JSON header line ``{"models": [{"size": N, "sha256": "..."}, ...]}``, then the
+   models' bytes one after another; stdin then stays open for the whole run. When it closes (the workstation died,
    the connection dropped, the caller gave up), this process kills its children and
    exits, so an orphaned measurement never keeps the board busy;
 2. an exclusive ``flock`` on ``<dir>/board.lock``: one measurement at a time on this
    board, whichever workstation or trial asks;
-3. ``trtexec`` (when ``--trtexec`` is given) or ``runner.measure_onnx``;
-4. one JSON line on stdout: the runner's keys plus ``facts`` (power mode, clocks, lock
-   times), or ``{"error": {"kind": ..., "message": ...}}`` with a non-zero exit code.
+3. ``trtexec`` (when ``--trtexec`` is given; one model after another) or
+   ``runner.measure_onnx`` (``runner.measure_onnx_group``, runs interleaved, for several);
+4. one JSON line on stdout: ``{"results": [runner keys, ...], "facts": {...}}`` (power
+   mode, clocks, lock times), or ``{"error": {"kind": ..., "message": ...}}`` with a
+   non-zero exit code.
 
 The trtexec summary parser :func:`parse_trtexec_output` also lives here (it runs on the
 board) and is re-exported by :mod:`nni_lightnas.latency.ssh`.
@@ -191,22 +193,37 @@ def _watch_stdin(children):
     os._exit(75)  # the caller is gone: release the board at once
 
 
-def _receive_model(workdir):
+def _receive_models(workdir):
+    """Read the models header line and the models' bytes from stdin; write them to ``workdir``."""
     header = json.loads(sys.stdin.buffer.readline().decode('utf-8'))
-    size = int(header['model_size'])
-    data = bytearray()
-    while len(data) < size:
-        chunk = sys.stdin.buffer.read(min(1 << 20, size - len(data)))
-        if not chunk:
-            raise BoardError('bad_input', 'stdin closed after %d of %d model bytes' % (len(data), size))
-        data.extend(chunk)
-    digest = hashlib.sha256(bytes(data)).hexdigest()
-    if header.get('model_sha256') and header['model_sha256'] != digest:
-        raise BoardError('bad_input', 'model arrived corrupted (sha256 mismatch)')
-    path = os.path.join(workdir, '%d-%s.onnx' % (os.getpid(), digest[:16]))
-    with open(path, 'wb') as handle:
-        handle.write(bytes(data))
-    return path, header
+    paths = []
+    try:
+        for index, model in enumerate(header['models']):
+            size = int(model['size'])
+            data = bytearray()
+            while len(data) < size:
+                chunk = sys.stdin.buffer.read(min(1 << 20, size - len(data)))
+                if not chunk:
+                    raise BoardError('bad_input', 'stdin closed after %d of %d bytes of model %d'
+                                     % (len(data), size, index))
+                data.extend(chunk)
+            digest = hashlib.sha256(bytes(data)).hexdigest()
+            if model.get('sha256') and model['sha256'] != digest:
+                raise BoardError('bad_input', 'model %d arrived corrupted (sha256 mismatch)' % index)
+            path = os.path.join(workdir, '%d-%d-%s.onnx' % (os.getpid(), index, digest[:16]))
+            with open(path, 'wb') as handle:
+                handle.write(bytes(data))
+            paths.append(path)
+    except BaseException:
+        _remove(paths)
+        raise
+    return paths
+
+
+def _remove(paths):
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def _take_lock(path, timeout_s):
@@ -285,24 +302,28 @@ def _run_trtexec(args, model_path, workdir, children, deadline):
     return result
 
 
-def _run_onnxruntime(args, model_path):
+def _run_onnxruntime(args, model_paths):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         import onnxruntime  # noqa: F401
     except ImportError as error:
         raise BoardError('onnxruntime_missing', 'python %s (%s) cannot import onnxruntime: %s'
                          % (platform.python_version(), sys.executable, error))
-    from runner import measure_onnx
-    return measure_onnx(model_path, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
-                        providers=args.providers or None, max_iqr_ratio=args.max_iqr_ratio,
-                        max_attempts=args.max_attempts)
+    options = dict(num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
+                   providers=args.providers or None, max_iqr_ratio=args.max_iqr_ratio,
+                   max_attempts=args.max_attempts)
+    if len(model_paths) == 1:
+        from runner import measure_onnx
+        return [measure_onnx(model_paths[0], **options)]
+    from runner import measure_onnx_group  # runs interleaved: a load change hits every model alike
+    return measure_onnx_group(list(model_paths), **options)
 
 
 def _measure(args, children):
     workdir = os.path.join(args.dir, 'work')
     if not os.path.isdir(workdir):
         os.makedirs(workdir)
-    model_path, _ = _receive_model(workdir)
+    model_paths = _receive_models(workdir)
     watcher = threading.Thread(target=_watch_stdin, args=(children,))
     watcher.daemon = True
     watcher.start()
@@ -320,21 +341,18 @@ def _measure(args, children):
             try:
                 facts = board_facts()
                 if args.trtexec:
-                    result = _run_trtexec(args, model_path, workdir, children, deadline)
+                    results = [_run_trtexec(args, path, workdir, children, deadline) for path in model_paths]
                 else:
-                    result = _run_onnxruntime(args, model_path)
+                    results = _run_onnxruntime(args, model_paths)
             finally:
                 signal.alarm(0)
             ended = time.time()
         finally:
             lock.close()
     finally:
-        if os.path.exists(model_path):
-            os.remove(model_path)
+        _remove(model_paths)
     facts.update({'lock_wait_s': round(waited, 4), 'measure_start_unix': started, 'measure_end_unix': ended})
-    facts.update(result.pop('facts', {}) if isinstance(result.get('facts'), dict) else {})
-    result['facts'] = facts
-    return result
+    return {'results': results, 'facts': facts}
 
 
 def main(argv=None):
