@@ -112,7 +112,7 @@ def _read_frame(path: Any) -> tuple[pd.DataFrame, str]:
 
 def _numeric(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:
     values = frame[column]
-    if values.dtype != object:
+    if pd.api.types.is_numeric_dtype(values.dtype):
         return values.astype(float).to_numpy()
     stripped = values.astype(str).str.strip()
     missing = stripped.isin(['', 'nan', 'NaN', 'NA', 'null', 'None'])
@@ -209,7 +209,7 @@ def read_measured_table(path: Any, *, column: str | None = None, preset: Any = N
     if space is None and preset is not None:
         from .graphs import LightNetGraphSpace
         space = LightNetGraphSpace(preset)
-    frame = frame.astype({c: str for c in frame.columns if frame[c].dtype == object})
+    frame = frame.astype({c: str for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c].dtype)})
     buffer = io.StringIO(frame[['arch', column]].to_csv(index=False))
     buffer.name = name
     return read_latency_csv(buffer, column, space=space, preset=preset, arch_column='arch')
