@@ -118,3 +118,17 @@ def test_pool_of_ssh_boards_measures_concurrently(sshd, tmp_path):
                        for r in results if r.device == board.name)
         assert all(previous[1] <= current[0] for previous, current in zip(spans, spans[1:]))
     assert all(result.facts['pool'] == pool.name for result in results)
+
+
+def test_evolution_tuner_latency_on_an_ssh_board(sshd, tmp_path):
+    """The stage-2 tuner's latency model can measure on an SSH board (module:factory spec)."""
+    from nni_lightnas.latency.channel import make_channel_latency_model
+    model = make_channel_latency_model(
+        'nni_lightnas.latency.devices:measured_channel_latency', 'MBK3E3-skip-MBK5E6', 'tiny',
+        device=sshd.url, identity_file=sshd.user_key, ssh_options=sshd.ssh_options, ssh_config='/dev/null',
+        remote_python=sshd.remote_python, remote_dir=sshd.remote_dir, num_runs=10, cache_path=tmp_path / 'c.jsonl')
+    sample = model.corner_samples()[0]
+    latency_ms = model(sample)
+    assert latency_ms > 0 and model.device.name == sshd.url
+    record = json.loads((tmp_path / 'c.jsonl').read_text().splitlines()[0])
+    assert record['result']['device'] == sshd.url and 'measure_start_unix' in record['result']['facts']

@@ -34,7 +34,7 @@ from .local import LocalDevice
 from .ssh import SSHDevice
 
 __all__ = [
-    'make_device', 'DevicePool', 'DEVICE_SPECS', 'SSH_OPTIONS',
+    'make_device', 'DevicePool', 'measured_channel_latency', 'DEVICE_SPECS', 'SSH_OPTIONS',
     'DeviceError', 'SSHConnectionError', 'SSHAuthError', 'SSHHostKeyError', 'BoardSetupError',
     'BoardBusyError', 'MeasurementTimeout', 'MeasurementError',
 ]
@@ -208,3 +208,24 @@ class DevicePool(Device):
 
     def extra_repr(self) -> str:
         return ', '.join(repr(device) for device in self.devices)
+
+
+def measured_channel_latency(*, arch: Any, preset: Any = 'fashion_mnist', batch_size: int = 1,
+                             device: str | Sequence[str] | Device = 'local', cache_path: str | os.PathLike | None = None,
+                             **device_options: Any):
+    """Channel latency model of the evolution tuner that measures on any device (an SSH board, a pool).
+
+    For the tuner's ``latency: nni_lightnas.latency.devices:measured_channel_latency`` with
+    ``latency_args: {device: 'ssh://nvidia@jetson', remote_python: ..., cache_path: ...}``;
+    ``device_options`` go to :func:`make_device` (``num_runs``, ``identity_file``, ...).
+
+    Examples
+    --------
+    >>> model = measured_channel_latency(arch='MBK3E3-skip-MBK5E6', preset='tiny',
+    ...                                  device='ssh://nvidia@jetson', remote_python='/usr/bin/python3')
+    >>> model.device.name
+    'ssh://nvidia@jetson'
+    """
+    from .channel import MeasuredChannelLatency
+    board = make_device(device, **{'num_runs': 50, 'num_warmup_runs': 5, **device_options})
+    return MeasuredChannelLatency(arch, preset, device=board, cache_path=cache_path, batch_size=batch_size)
