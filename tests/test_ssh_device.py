@@ -312,3 +312,10 @@ def test_measure_group_interleaves_on_the_board(sshd, tmp_path):
     assert [r.device for r in results] == [sshd.url] * 3
     assert len({r.facts['measure_start_unix'] for r in results}) == 1  # one session, one lock hold
     assert results[1].median_ms > results[0].median_ms and results[1].median_ms > results[2].median_ms
+
+
+def test_cpu_clock_on_the_board(sshd, tmp_path):
+    result = sshd.device(num_runs=20, num_warmup_runs=2, clock='cpu').measure(_export_tiny(tmp_path, batch=4))
+    assert result.median_ms > 0 and result.facts.get('clock', getattr(result, 'clock', None)) == 'cpu'
+    with pytest.raises(ValueError, match='threads=1'):
+        sshd.device(clock='cpu', threads=2)

@@ -204,6 +204,9 @@ class SSHDevice(Device):
         many times, after ``backoff_s``, ``2 * backoff_s``, ... seconds.
     ssh_binary
         The OpenSSH client executable.
+    clock
+        ONNX Runtime timer on the board: ``wall`` (default, the latency) or ``cpu`` (the
+        measuring thread's CPU time; see :mod:`~nni_lightnas.latency.runner`).
     **kwargs
         See :class:`~nni_lightnas.latency.device.Device` (``num_runs``, ``threads``, ...).
 
@@ -228,8 +231,13 @@ class SSHDevice(Device):
                  remote_python: str = 'python3', remote_dir: str = '~/.cache/nni-lightnas',
                  trtexec: bool | str = False, trtexec_args: Sequence[str] = (), providers: Sequence[str] | None = None,
                  connect_timeout_s: float = 10.0, timeout_s: float = 600.0, lock_timeout_s: float | None = 3600.0,
-                 retries: int = 3, backoff_s: float = 2.0, ssh_binary: str = 'ssh', **kwargs):
+                 retries: int = 3, backoff_s: float = 2.0, ssh_binary: str = 'ssh', clock: str = 'wall', **kwargs):
         super().__init__(**kwargs)
+        if clock not in ('wall', 'cpu'):
+            raise ValueError(f"unknown clock {clock!r}; accepted: ('wall', 'cpu')")
+        if clock == 'cpu' and (trtexec or self.threads != 1):
+            raise ValueError(f"clock='cpu' needs ONNX Runtime with threads=1, got {trtexec=}, threads={self.threads}")
+        self.clock = clock
         self.target = target if isinstance(target, SSHTarget) else parse_ssh_url(target)
         self.name = self.target.url
         self.identity_file = str(Path(identity_file).expanduser()) if identity_file else None
@@ -277,6 +285,8 @@ class SSHDevice(Device):
                 '--timeout', repr(float(self.timeout_s))]
         if self.lock_timeout_s is not None:
             args += ['--lock-timeout', repr(float(self.lock_timeout_s))]
+        if self.clock != 'wall':
+            args += ['--clock', self.clock]
         if self.providers:
             args += ['--providers', *self.providers]
         if self.trtexec:

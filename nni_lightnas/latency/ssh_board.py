@@ -312,6 +312,8 @@ def _run_onnxruntime(args, model_paths):
     options = dict(num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
                    providers=args.providers or None, max_iqr_ratio=args.max_iqr_ratio,
                    max_attempts=args.max_attempts)
+    if args.clock != 'wall':
+        options['clock'] = args.clock
     if len(model_paths) == 1:
         from runner import measure_onnx
         return [measure_onnx(model_paths[0], **options)]
@@ -365,6 +367,7 @@ def main(argv=None):
     parser.add_argument('--providers', nargs='*', default=None)
     parser.add_argument('--max-iqr-ratio', type=float, default=0.1)
     parser.add_argument('--max-attempts', type=int, default=3)
+    parser.add_argument('--clock', default='wall', help="ONNX Runtime timer: wall or cpu (see runner.py)")
     parser.add_argument('--trtexec', default=None, help='trtexec executable; ONNX Runtime when absent')
     parser.add_argument('--trtexec-arg', action='append', help='extra trtexec argument (repeatable)')
     parser.add_argument('--timeout', type=float, default=600.0, help='seconds for the measurement itself')
