@@ -9,6 +9,7 @@ something to correct. :class:`CountingDevice` counts real measurements.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from nni_lightnas.latency import Device, LatencyResult, LocalDevice
@@ -45,9 +46,14 @@ class ParamsDevice(Device):
 
 
 class CountingDevice(LocalDevice):
-    """The local device, counting its measurements."""
+    """The local device, counting its measurements.
+
+    Its lock lives in a private directory: a test need not wait for a benchmark that holds
+    the machine's ``local`` lock (the lock itself is tested in test_latency_device.py).
+    """
 
     def __init__(self, **kwargs):
+        kwargs.setdefault('lock_dir', tempfile.mkdtemp(prefix='nni-lightnas-test-locks-'))
         super().__init__(**kwargs)
         self.calls = 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -15,6 +16,8 @@ from nni_lightnas.latency import LatencyResult, LocalDevice, device_lock
 from nni_lightnas.search_spaces import LightNet
 
 INPUT_SHAPE = (2, 1, 28, 28)
+# a private lock directory: these tests need not wait for a benchmark holding the machine's 'local' lock
+PRIVATE_LOCKS = tempfile.mkdtemp(prefix='nni-lightnas-test-locks-')
 
 
 @pytest.fixture(scope='module')
@@ -24,7 +27,7 @@ def tiny_onnx(tmp_path_factory):
 
 
 def test_result_object_has_statistics_and_provenance(tiny_onnx):
-    result = LocalDevice(num_runs=15, num_warmup_runs=2, threads=1).measure(tiny_onnx)
+    result = LocalDevice(num_runs=15, num_warmup_runs=2, threads=1, lock_dir=PRIVATE_LOCKS).measure(tiny_onnx)
     assert isinstance(result, LatencyResult)
     assert result.runs == 15 and result.device == 'local' and result.threads == 1
     assert 0 < result.min_ms <= result.p25_ms <= result.median_ms <= result.p75_ms
@@ -38,7 +41,7 @@ def test_result_object_has_statistics_and_provenance(tiny_onnx):
 
 
 def test_module_and_bytes_are_exported_at_the_given_shape(tiny_onnx):
-    device = LocalDevice(num_runs=5, num_warmup_runs=1)
+    device = LocalDevice(num_runs=5, num_warmup_runs=1, lock_dir=PRIVATE_LOCKS)
     from_module = device.measure(LightNet('MBK3E6-skip-MBK7E3', 'tiny'), INPUT_SHAPE)
     from_bytes = device.measure(tiny_onnx.read_bytes())
     assert from_module.input_shape == from_bytes.input_shape == list(INPUT_SHAPE)
@@ -50,10 +53,11 @@ def test_module_and_bytes_are_exported_at_the_given_shape(tiny_onnx):
 
 def test_wide_spread_is_remeasured_and_reported(tiny_onnx):
     # an impossible tolerance: every attempt is "too wide", so all are made and the result says so
-    result = LocalDevice(num_runs=8, num_warmup_runs=1, max_iqr_ratio=1e-12, max_attempts=3).measure(tiny_onnx)
+    result = LocalDevice(num_runs=8, num_warmup_runs=1, max_iqr_ratio=1e-12, max_attempts=3,
+                         lock_dir=PRIVATE_LOCKS).measure(tiny_onnx)
     assert result.attempts == 3
     assert result.stable is False
-    relaxed = LocalDevice(num_runs=8, num_warmup_runs=1, max_iqr_ratio=1e6).measure(tiny_onnx)
+    relaxed = LocalDevice(num_runs=8, num_warmup_runs=1, max_iqr_ratio=1e6, lock_dir=PRIVATE_LOCKS).measure(tiny_onnx)
     assert relaxed.attempts == 1 and relaxed.stable
 
 
@@ -126,3 +130,22 @@ def test_measure_cli_reports_a_missing_model(tmp_path, capsys):
     from nni_lightnas.cli import main
     assert main(['measure', str(tmp_path / 'nope.onnx'), '--json']) == 2
     assert 'does not exist' in capsys.readouterr().err
+
+
+def test_cpu_clock_is_recorded_and_needs_one_thread(tiny_onnx):
+    result = LocalDevice(num_runs=6, num_warmup_runs=1, clock='cpu', lock_dir=PRIVATE_LOCKS).measure(tiny_onnx)
+    assert result.facts['clock'] == 'cpu' and result.provider == 'CPUExecutionProvider'
+    assert 0 < result.p25_ms <= result.median_ms <= result.p75_ms
+    assert LocalDevice(num_runs=3, lock_dir=PRIVATE_LOCKS).measure(tiny_onnx).facts['clock'] == 'wall'
+    with pytest.raises(ValueError, match='threads=1'):
+        LocalDevice(clock='cpu', threads=2)
+    with pytest.raises(ValueError, match='unknown clock'):
+        LocalDevice(clock='gpu')
+
+
+def test_group_measurement_interleaves_models(tiny_onnx):
+    device = LocalDevice(num_runs=6, num_warmup_runs=1, lock_dir=PRIVATE_LOCKS)
+    skip = LightNet('skip-skip-skip', 'tiny')
+    results = device.measure_group([tiny_onnx, skip], INPUT_SHAPE)
+    assert len(results) == 2 and all(r.runs == 6 for r in results)
+    assert all(r.facts['interleaved_with'] == 1 for r in results)

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=int, default=100, help='timed runs (default 100)')
     parser.add_argument('--warmup', type=int, default=10, help='untimed warm-up runs (default 10)')
     parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
+    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                        help="local device: wall (default) or cpu, the measuring thread's CPU time, robust to "
+                             'other processes on a shared machine (needs --threads 1)')
     parser.add_argument('--max-iqr-ratio', type=float, default=0.1,
                         help='re-measure when IQR / median exceeds this (default 0.1)')
     parser.add_argument('--max-attempts', type=int, default=3, help='measurements at most (default 3)')
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise ValueError(f'--repeat must be >= 1, got {args.repeat}')
     device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
+                         **({'clock': args.clock} if args.clock != 'wall' else {}),
                          max_iqr_ratio=args.max_iqr_ratio, max_attempts=args.max_attempts)
     results = []
     for _ in range(args.repeat):

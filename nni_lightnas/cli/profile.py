@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=int, default=100, help='timed runs per measurement (default 100)')
     parser.add_argument('--warmup', type=int, default=10, help='warm-up runs per measurement (default 10)')
     parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
+    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                        help="local device: wall (default) or cpu, the measuring thread's CPU time, robust to "
+                             'other processes on a shared machine (needs --threads 1)')
     parser.add_argument('--correct', choices=['none', 'bbssp', 'linear', 'bbssp+linear'], default='none',
                         help='bbssp: layer-adaptive correction with whole-network base nets (written to '
                              'OUTPUT with a .bbssp suffix, the plain LUT stays at OUTPUT); linear: a '
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from nni_lightnas.latency.lut import build_lut, measure_archs, resolve_space
     from nni_lightnas.search_spaces import encode_arch
 
-    device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads)
+    device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
+                         **({'clock': args.clock} if args.clock != 'wall' else {}))
     lut = build_lut(args.preset, device, batch=args.batch, path=args.output, overwrite=args.overwrite)
     outputs = {'plain': str(args.output)}
     final = lut

@@ -150,6 +150,10 @@ def bbssp_correct(lut: LatencyLUT, device: Device, *, space: Any = None,
         config = resolve_space(space)[0]
     batch = int(lut.metadata.get('batch', 1))
     lut.check_compatible(space, device=device.name, threads=device.threads)
+    clock = getattr(device, 'clock', 'wall')
+    if lut.metadata.get('clock', 'wall') != clock:
+        raise LUTMismatchError(f"the LUT was measured with clock={lut.metadata.get('clock', 'wall')!r}, "
+                               f'the device measures with clock={clock!r}')
     if lut.metadata.get('space_fingerprint') not in (None, config.fingerprint()):
         raise LUTMismatchError(f'the LUT was built for another space (fingerprint '
                                f'{lut.metadata.get("space_fingerprint")}, expected {config.fingerprint()})')
@@ -160,7 +164,7 @@ def bbssp_correct(lut: LatencyLUT, device: Device, *, space: Any = None,
 
     journal_metadata = {'format': 'nni-lightnas-bbssp/1', 'space_fingerprint': config.fingerprint(),
                         'input_size': config.input_size, 'batch': batch, 'device': device.name,
-                        'threads': device.threads, 'typical_ops': typical, 'rounds': rounds}
+                        'threads': device.threads, 'clock': clock, 'typical_ops': typical, 'rounds': rounds}
     done: dict[int, dict[str, Any]] = {}
     writer = None
     if journal is not None:

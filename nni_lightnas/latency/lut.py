@@ -59,7 +59,7 @@ COLUMNS = ['kind', 'layer', 'op', 'latency_ms', 'median_ms', 'p25_ms', 'p75_ms',
 #: rows (call, stem, head, corrections) are added once; ``op`` rows are the searchable choices.
 KINDS = ('overhead', 'fixed', 'op')
 #: Metadata keys that must agree between a LUT and what it is used for (or resumed with).
-_IDENTITY_KEYS = ('input_size', 'in_chans', 'space_fingerprint', 'batch', 'device', 'threads')
+_IDENTITY_KEYS = ('input_size', 'in_chans', 'space_fingerprint', 'batch', 'device', 'threads', 'clock')
 
 
 class LUTMismatchError(ValueError):
@@ -156,6 +156,7 @@ def _identity_metadata(config: Any, batch: int, device: Device) -> dict[str, Any
         'format': LUT_FORMAT, 'preset': config.name, 'space_fingerprint': config.fingerprint(),
         'space_config': config.to_dict(), 'input_size': config.input_size, 'in_chans': config.in_chans,
         'batch': int(batch), 'device': device.name, 'threads': device.threads,
+        'clock': getattr(device, 'clock', 'wall'),
         'num_runs': device.num_runs, 'num_warmup_runs': device.num_warmup_runs,
     }
 
@@ -168,7 +169,8 @@ def _check_identity(found: Mapping[str, Any], expected: Mapping[str, Any], sourc
         if key in expected and expected[key] is not None and found.get(key) != expected[key]:
             what = {'space_fingerprint': 'another search space (fingerprint)', 'input_size': 'another input size',
                     'in_chans': 'another number of input channels', 'batch': 'another batch',
-                    'device': 'another device', 'threads': 'another thread count'}[key]
+                    'device': 'another device', 'threads': 'another thread count',
+                    'clock': 'another clock'}[key]
             raise LUTMismatchError(f'{source} was built for {what}: {key}={found.get(key)!r}, but '
                                    f'{key}={expected[key]!r} was asked for (preset {found.get("preset")!r} vs '
                                    f'{expected.get("preset")!r}); rebuild it or pass the matching LUT')
