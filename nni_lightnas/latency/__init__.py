@@ -12,7 +12,14 @@ from .errors import (BoardBusyError, BoardSetupError, DeviceError, MeasurementEr
 from .ssh import SSHDevice
 from .devices import DevicePool, make_device
 from .model import LatencyModel
+from .lut import LatencyLUT, LUTMismatchError, build_lut, latency_model_from_path, measure_archs
+from .bbssp import bbssp_correct
+from .calibration import fit_linear_calibration, prediction_metrics
+from .profiler import LatencyModelProfiler, LatencyProfiler, latency_profiler
 
 __all__ = ['Device', 'LatencyResult', 'device_lock', 'LocalDevice', 'LatencyModel',
            'SSHDevice', 'DevicePool', 'make_device', 'DeviceError', 'SSHConnectionError', 'SSHAuthError',
-           'SSHHostKeyError', 'BoardSetupError', 'BoardBusyError', 'MeasurementTimeout', 'MeasurementError']
+           'SSHHostKeyError', 'BoardSetupError', 'BoardBusyError', 'MeasurementTimeout', 'MeasurementError',
+           'LatencyLUT', 'LUTMismatchError', 'build_lut', 'latency_model_from_path', 'measure_archs', 'bbssp_correct',
+           'fit_linear_calibration', 'prediction_metrics', 'LatencyProfiler', 'LatencyModelProfiler',
+           'latency_profiler']
