@@ -76,7 +76,8 @@ class SSHServer:
         """An SSHDevice for this server (no ~/.ssh/config: ``ssh -F /dev/null``)."""
         from nni_lightnas.latency.ssh import SSHDevice
         defaults = dict(identity_file=self.user_key, ssh_options=self.ssh_options, ssh_config='/dev/null',
-                        remote_python=self.remote_python, remote_dir=self.remote_dir, retries=1, backoff_s=0.2,
+                        remote_python=self.remote_python, remote_dir=self.remote_dir,
+                        board_lock=str(self.root / 'board.lock'), retries=1, backoff_s=0.2,
                         connect_timeout_s=5)
         defaults.update(options)
         url = defaults.pop('url', self.url)

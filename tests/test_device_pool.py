@@ -3,60 +3,60 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
+import multiprocessing
+import os
 import threading
+import time
 
 import pytest
 
 from nni_lightnas.latency import LocalDevice
+from nni_lightnas.latency.device import Device, LatencyResult
 from nni_lightnas.latency.devices import DevicePool, make_device
 from nni_lightnas.latency.errors import BoardBusyError
 from sshd_fixture import sshd  # noqa: F401
 
-# A stand-in board that takes no lock of its own and records when it was busy, so any
-# overlap on one board would be the pool's fault.
-FAKE_BOARD = textwrap.dedent('''\
-    import json, os, sys, time
-    from nni_lightnas.latency.device import Device, LatencyResult
-    from nni_lightnas.latency.devices import DevicePool
 
-    class FakeBoard(Device):
-        def __init__(self, name, log):
-            super().__init__()
-            self.name, self.log = name, log
-        def measure(self, model, input_shape=None):
-            start = time.time()
-            time.sleep(0.3)
-            end = time.time()
-            with open(self.log, 'a') as handle:
-                handle.write(json.dumps({'board': self.name, 'start': start, 'end': end, 'pid': os.getpid()}) + '\\n')
-            return LatencyResult(median_ms=1.0, p25_ms=1.0, p75_ms=1.0, runs=1, device=self.name)
-        def _measure_onnx_file(self, path):
-            raise AssertionError('not used')
+class FakeBoard(Device):
+    """A stand-in board that takes no lock of its own and logs when it was busy, so any overlap
+    on one board would be the pool's fault."""
 
-    lock_dir, log, model, ready, workers = sys.argv[1:6]
+    def __init__(self, name: str, log: str):
+        super().__init__()
+        self.name, self.log = name, log
+
+    def measure(self, model, input_shape=None):
+        start = time.time()
+        time.sleep(0.3)
+        end = time.time()
+        with open(self.log, 'a') as handle:
+            handle.write(json.dumps({'board': self.name, 'start': start, 'end': end, 'pid': os.getpid()}) + '\n')
+        return LatencyResult(median_ms=1.0, p25_ms=1.0, p75_ms=1.0, runs=1, device=self.name)
+
+    def _measure_onnx_file(self, path):
+        raise AssertionError('not used')
+
+
+def _pool_worker(lock_dir: str, log: str, model: str, start_at: float) -> None:
     pool = DevicePool([FakeBoard('board-a', log), FakeBoard('board-b', log)], lock_dir=lock_dir, poll_s=0.02)
-    open(os.path.join(ready, str(os.getpid())), 'w').close()  # start together: imports take seconds under load
-    while len(os.listdir(ready)) < int(workers):
-        time.sleep(0.01)
+    time.sleep(max(0.0, start_at - time.time()))  # start together
     for _ in range(2):
         assert pool.measure(model).device in ('board-a', 'board-b')
-    ''')
 
 
 def test_pool_serves_concurrent_processes_one_board_each(tmp_path):
     model = tmp_path / 'model.onnx'
     model.write_bytes(b'not parsed by the fake boards')
     log = tmp_path / 'busy.jsonl'
-    script = tmp_path / 'worker.py'
-    script.write_text(FAKE_BOARD)
-    ready = tmp_path / 'ready'
-    ready.mkdir()
-    workers = [subprocess.Popen([sys.executable, str(script), str(tmp_path / 'locks'), str(log), str(model),
-                                 str(ready), '3']) for _ in range(3)]
-    assert all(worker.wait(timeout=120) == 0 for worker in workers)
+    context = multiprocessing.get_context('fork')  # separate processes, without re-importing torch
+    start_at = time.time() + 1.0
+    workers = [context.Process(target=_pool_worker, args=(str(tmp_path / 'locks'), str(log), str(model), start_at))
+               for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
     intervals = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(intervals) == 6 and {item['board'] for item in intervals} == {'board-a', 'board-b'}
     assert len({item['pid'] for item in intervals}) == 3
@@ -101,9 +101,9 @@ def test_pool_of_ssh_boards_measures_concurrently(sshd, tmp_path):
     from nni_lightnas.export import export_onnx
     from nni_lightnas.search_spaces import LightNet
     path = export_onnx(LightNet('MBK3E3-skip-MBK3E3', 'tiny'), tmp_path / 'net.onnx', (4, 1, 28, 28))
-    boards = [sshd.device(num_runs=200, num_warmup_runs=2, max_attempts=1, remote_dir=str(tmp_path / 'board-a')),
+    boards = [sshd.device(num_runs=200, num_warmup_runs=2, max_attempts=1, board_lock=str(tmp_path / 'a.lock')),
               sshd.device(url=f'ssh://{sshd.user}@localhost:{sshd.port}', num_runs=200, num_warmup_runs=2,
-                          max_attempts=1, remote_dir=str(tmp_path / 'board-b'))]
+                          max_attempts=1, board_lock=str(tmp_path / 'b.lock'))]
     pool = DevicePool(boards, lock_dir=tmp_path / 'locks', poll_s=0.05)
     results = []
     threads = [threading.Thread(target=lambda: results.append(pool.measure(path))) for _ in range(3)]

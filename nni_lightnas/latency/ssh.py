@@ -6,8 +6,9 @@ and never prompts. Each measurement is one SSH session that:
 
 1. ships ``runner.py`` and ``ssh_board.py`` (a few kB, so the board never runs stale code)
    and the ONNX file, through the session's stdin;
-2. on the board, takes an exclusive ``flock`` on ``<remote_dir>/board.lock``: one
-   measurement at a time per board, whichever workstation, trial or pool asks;
+2. on the board, takes an exclusive ``flock`` on ``board_lock`` (``/tmp/nni-lightnas-board.lock``,
+   one file for every user of the board): one measurement at a time per board, whichever
+   workstation, user, trial or pool asks;
 3. runs ``trtexec`` (when configured; its GPU compute times) or ONNX Runtime (TensorRT /
    CUDA execution providers when present, else CPU) and reads board facts (nvpmodel mode,
    whether clocks are locked);
@@ -48,6 +49,7 @@ _logger = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
 _BOARD_FILES = ('runner.py', 'ssh_board.py')
 SSH_EXIT = 255
+DEFAULT_BOARD_LOCK = '/tmp/nni-lightnas-board.lock'
 
 # Runs on the board under `python3 -c`: unpack the shipped files, then hand over to ssh_board.
 # Python 3.6-compatible on purpose (JetPack 4).
@@ -184,7 +186,10 @@ class SSHDevice(Device):
     remote_python
         The board's Python 3 (name or absolute path): the one that has ``onnxruntime``.
     remote_dir
-        Working directory on the board (lock file, shipped scripts, temporary models).
+        Working directory on the board (shipped scripts, temporary models).
+    board_lock
+        The lock file on the board that serializes measurements. Keep the default (one path
+        for every user and workstation) unless one machine plays several boards (tests).
     trtexec
         Measure with TensorRT's ``trtexec`` (``True`` for ``trtexec`` on PATH or in
         ``/usr/src/tensorrt/bin``, or its path) instead of ONNX Runtime.
@@ -229,6 +234,7 @@ class SSHDevice(Device):
     def __init__(self, target: str | SSHTarget, *, identity_file: str | os.PathLike | None = None,
                  ssh_options: Sequence[str] = (), ssh_config: str | os.PathLike | None = None,
                  remote_python: str = 'python3', remote_dir: str = '~/.cache/nni-lightnas',
+                 board_lock: str = DEFAULT_BOARD_LOCK,
                  trtexec: bool | str = False, trtexec_args: Sequence[str] = (), providers: Sequence[str] | None = None,
                  connect_timeout_s: float = 10.0, timeout_s: float = 600.0, lock_timeout_s: float | None = 3600.0,
                  retries: int = 3, backoff_s: float = 2.0, ssh_binary: str = 'ssh', clock: str = 'wall', **kwargs):
@@ -250,6 +256,7 @@ class SSHDevice(Device):
         self.ssh_config = str(ssh_config) if ssh_config else None
         self.remote_python = remote_python
         self.remote_dir = remote_dir
+        self.board_lock = board_lock
         self.trtexec = 'trtexec' if trtexec is True else (str(trtexec) if trtexec else None)
         self.trtexec_args = list(trtexec_args)
         self.providers = list(providers) if providers else None
@@ -280,7 +287,7 @@ class SSHDevice(Device):
         return argv + [self.target.destination, '--', remote_command]
 
     def _board_args(self) -> list[str]:
-        args = ['--runs', str(self.num_runs), '--warmup', str(self.num_warmup_runs), '--threads', str(self.threads),
+        args = ['--lock-file', self.board_lock, '--runs', str(self.num_runs), '--warmup', str(self.num_warmup_runs), '--threads', str(self.threads),
                 '--max-iqr-ratio', repr(self.max_iqr_ratio), '--max-attempts', str(self.max_attempts),
                 '--timeout', repr(float(self.timeout_s))]
         if self.lock_timeout_s is not None:

@@ -12,8 +12,9 @@ Protocol (stdin, then stdout):
    models' bytes one after another; stdin then stays open for the whole run. When it closes (the workstation died,
    the connection dropped, the caller gave up), this process kills its children and
    exits, so an orphaned measurement never keeps the board busy;
-2. an exclusive ``flock`` on ``<dir>/board.lock``: one measurement at a time on this
-   board, whichever workstation or trial asks;
+2. an exclusive ``flock`` on the board lock (``--lock-file``, by default
+   ``/tmp/nni-lightnas-board.lock`` from the SSH device, the same for every user): one
+   measurement at a time on this board, whichever workstation, user or trial asks;
 3. ``trtexec`` (when ``--trtexec`` is given; one model after another) or
    ``runner.measure_onnx`` (``runner.measure_onnx_group``, runs interleaved, for several);
 4. one JSON line on stdout: ``{"results": [runner keys, ...], "facts": {...}}`` (power
@@ -227,16 +228,24 @@ def _remove(paths):
 
 
 def _take_lock(path, timeout_s):
+    """Exclusive flock on ``path``, shared by every user of the board (created mode 0666)."""
     import fcntl
-    handle = open(path, 'a+')
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            os.fchmod(fd, 0o666)  # let other users' measurements take the same lock
+        except OSError:
+            pass
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)  # another user's lock file: flock needs no write access
     start = time.time()
     while True:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return handle, time.time() - start
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd, time.time() - start
         except (IOError, OSError):
             if timeout_s is not None and time.time() - start > timeout_s:
-                handle.close()
+                os.close(fd)
                 raise BoardError('lock_timeout', 'board stayed busy (another measurement held %s) for %.0f s'
                                  % (path, timeout_s))
             time.sleep(0.05)
@@ -330,7 +339,8 @@ def _measure(args, children):
     watcher.daemon = True
     watcher.start()
     try:
-        lock, waited = _take_lock(os.path.join(args.dir, 'board.lock'), args.lock_timeout)
+        lock, waited = _take_lock(os.path.expanduser(args.lock_file or os.path.join(args.dir, 'board.lock')),
+                                  args.lock_timeout)
         try:
             started = time.time()
             deadline = started + args.timeout
@@ -350,7 +360,7 @@ def _measure(args, children):
                 signal.alarm(0)
             ended = time.time()
         finally:
-            lock.close()
+            os.close(lock)
     finally:
         _remove(model_paths)
     facts.update({'lock_wait_s': round(waited, 4), 'measure_start_unix': started, 'measure_end_unix': ended})
@@ -371,6 +381,7 @@ def main(argv=None):
     parser.add_argument('--trtexec', default=None, help='trtexec executable; ONNX Runtime when absent')
     parser.add_argument('--trtexec-arg', action='append', help='extra trtexec argument (repeatable)')
     parser.add_argument('--timeout', type=float, default=600.0, help='seconds for the measurement itself')
+    parser.add_argument('--lock-file', default=None, help='the board lock (default <dir>/board.lock)')
     parser.add_argument('--lock-timeout', type=float, default=None, help='seconds to wait for the board lock')
     args = parser.parse_args(argv)
     args.dir = os.path.expanduser(args.dir)
