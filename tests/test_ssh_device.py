@@ -275,8 +275,10 @@ def test_cli_measure_over_ssh(sshd, tmp_path):
 def test_lut_build_over_ssh_resumes_after_a_drop(sshd, tmp_path):
     """sshd dies after 3 rows: the build stops with a clear error; the rerun measures only the rest."""
     from nni_lightnas.latency.lut import build_lut, lut_entries
-    table = tmp_path / 'tiny_lut.csv'
-    total = len([entry for entry in lut_entries('tiny', 1) if entry.kind != 'overhead'])
+    from nni_lightnas.search_spaces import StageSpec, get_preset
+    space = get_preset('tiny', stages=(StageSpec(16, 1, 2),))  # one searchable layer: 10 rows
+    table = tmp_path / 'one_layer_lut.csv'
+    total = len([entry for entry in lut_entries(space, 1) if entry.kind != 'overhead'])
     finished = []
 
     def drop_after_three(row):
@@ -287,7 +289,7 @@ def test_lut_build_over_ssh_resumes_after_a_drop(sshd, tmp_path):
     device = sshd.device(num_runs=5, num_warmup_runs=1, max_attempts=1, retries=1, backoff_s=0.1)
     try:
         with pytest.raises(SSHConnectionError, match=r'127\.0\.0\.1.*unreachable'):
-            build_lut('tiny', device, batch=1, path=table, overhead=False, on_row=drop_after_three)
+            build_lut(space, device, batch=1, path=table, overhead=False, on_row=drop_after_three)
     finally:
         if sshd.proc is None:
             sshd.start(port)
@@ -295,7 +297,7 @@ def test_lut_build_over_ssh_resumes_after_a_drop(sshd, tmp_path):
     resumed = sshd.device(num_runs=5, num_warmup_runs=1, max_attempts=1)
     measure_file = resumed._measure_onnx_file
     resumed._measure_onnx_file = lambda path: calls.append(path) or measure_file(path)
-    lut = build_lut('tiny', resumed, batch=1, path=table, overhead=False)
+    lut = build_lut(space, resumed, batch=1, path=table, overhead=False)
     assert len(calls) == total - 3
     assert len(lut.table) == total and lut.metadata['device'] == sshd.url
     first = {(row['layer'], row['op']): row['median_ms'] for row in finished}
