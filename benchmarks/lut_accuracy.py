@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument('--calibration-archs', type=int, default=None, help='for the linear fit (20 quick, 50 full)')
     parser.add_argument('--rounds', type=int, default=None, help='interleaved repeats of each whole-net measurement')
     parser.add_argument('--runs', type=int, default=None, help='timed runs per measurement (100 quick, 200 full)')
+    parser.add_argument('--bbssp-rounds', type=int, default=None, help='repeats of the BBSSP plan (1 quick, 2 full)')
     parser.add_argument('--clock', choices=['cpu', 'wall'], default='cpu',
                         help="cpu (default): CPU time of the measuring thread, robust to other processes on a "
                              "shared machine; wall: wall-clock latency (use on a quiet machine)")
@@ -77,14 +78,15 @@ def main(argv=None) -> int:
     out = Path(args.output_dir) / f'{args.preset}_b{args.batch}_t{args.threads}_{args.clock}'
     out.mkdir(parents=True, exist_ok=True)
     if args.fresh:
-        for name in ('lut_plain.csv', 'bbssp_journal.csv'):
+        for name in ['lut_plain.csv', *(path.name for path in out.glob('bbssp_journal*.csv'))]:
             (out / name).unlink(missing_ok=True)
 
     device = LocalDevice(num_runs=runs, num_warmup_runs=max(10, runs // 10), threads=args.threads, clock=args.clock)
     started = time.time()
     plain = build_lut(args.preset, device, batch=args.batch, path=out / 'lut_plain.csv')
     lut_s = time.time() - started
-    corrected = bbssp_correct(plain, device, journal=out / 'bbssp_journal.csv')
+    bbssp_rounds = args.bbssp_rounds or (1 if args.quick else 2)
+    corrected = bbssp_correct(plain, device, rounds=bbssp_rounds, journal=out / f'bbssp_journal_r{bbssp_rounds}.csv')
     corrected.save(out / 'lut_bbssp.csv')
     bbssp_s = time.time() - started - lut_s
 
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
     report.update({
         'device': device.name, 'threads': args.threads, 'clock': args.clock, 'batch': args.batch, 'preset': args.preset,
         'runtime': plain.metadata.get('runtime'), 'provider': plain.metadata.get('provider'),
-        'runs': runs, 'rounds': rounds, 'seed': args.seed,
+        'runs': runs, 'rounds': rounds, 'bbssp_rounds': bbssp_rounds, 'seed': args.seed,
         'seconds': {'lut': round(lut_s, 1), 'bbssp': round(bbssp_s, 1), 'whole_nets': round(nets_s, 1)},
     })
     (out / 'measured_archs.json').write_text(json.dumps(measured, indent=1))

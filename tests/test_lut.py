@@ -203,3 +203,19 @@ def test_lightnet_whole_network_shapes_match_lut_entries():
     net(torch.zeros(BATCH, 1, 28, 28))
     entries = {e.layer: e.input_shape for e in lut_entries('tiny', BATCH) if e.kind == 'op'}
     assert shapes == [entries['layer00'], entries['layer01'], entries['layer02']]
+
+
+def test_profile_cli_builds_a_resumable_lut_and_a_calibrated_one(tmp_path, capsys):
+    import json
+
+    from nni_lightnas.cli import main
+    path = tmp_path / 'tiny.csv'
+    argv = ['profile', '--preset', 'tiny', '--output', str(path), '--batch', '2', '--runs', '3', '--warmup', '0',
+            '--correct', 'linear', '--calibration-archs', '4']
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report['batch'] == 2 and report['device'] == 'local' and report['layers'] == 3
+    calibrated = LatencyLUT.load(report['latency_model'], space='tiny')
+    assert calibrated.metadata['calibration']['num_archs'] == 4
+    plain = LatencyLUT.load(path, space='tiny', batch=2)
+    assert plain.metadata['complete'] is True
