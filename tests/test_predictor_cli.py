@@ -79,6 +79,12 @@ def test_fit_writes_a_loadable_directory(tmp_path, capsys):
     model = load_predictor(tmp_path / 'predictor')
     assert model.predict('skip-skip-skip') == pytest.approx(0.5, abs=0.02)
     model.check_compatible('tiny')
+    # the search's --latency option reads LUT files and predictor directories alike
+    from nni_lightnas.latency import latency_model_from_path
+    assert latency_model_from_path(tmp_path / 'predictor', space='tiny').predict('skip-skip-skip') == \
+        pytest.approx(model.predict('skip-skip-skip'))
+    with pytest.raises(ValueError, match='fitted for preset'):
+        latency_model_from_path(tmp_path / 'predictor', space='fashion_mnist')
 
 
 @pytest.mark.parametrize('content, column, message', [
