@@ -67,10 +67,10 @@ def make_device(spec: str | Sequence[str] | Device, **options: Any) -> Device:
     --------
     >>> make_device('ssh://root@127.0.0.1:2222', remote_python='/usr/bin/python3').name
     'ssh://root@127.0.0.1:2222'
-    >>> make_device('gpu0')
+    >>> make_device('gpu0')  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown device 'gpu0'; accepted: local, ssh://[user@]host[:port], several of those joined by commas (a pool)
+    ValueError: unknown device 'gpu0'; accepted: local, ssh://[user@]host[:port], ...
     """
     if isinstance(spec, Device):
         return spec
@@ -211,8 +211,8 @@ class DevicePool(Device):
 
 
 def measured_channel_latency(*, arch: Any, preset: Any = 'fashion_mnist', batch_size: int = 1,
-                             device: str | Sequence[str] | Device = 'local', cache_path: str | os.PathLike | None = None,
-                             **device_options: Any):
+                             device: str | Sequence[str] | Device = 'local',
+                             cache_path: str | os.PathLike | None = None, **device_options: Any):
     """Channel latency model of the evolution tuner that measures on any device (an SSH board, a pool).
 
     For the tuner's ``latency: nni_lightnas.latency.devices:measured_channel_latency`` with

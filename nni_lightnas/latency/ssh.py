@@ -287,9 +287,9 @@ class SSHDevice(Device):
         return argv + [self.target.destination, '--', remote_command]
 
     def _board_args(self) -> list[str]:
-        args = ['--lock-file', self.board_lock, '--runs', str(self.num_runs), '--warmup', str(self.num_warmup_runs), '--threads', str(self.threads),
-                '--max-iqr-ratio', repr(self.max_iqr_ratio), '--max-attempts', str(self.max_attempts),
-                '--timeout', repr(float(self.timeout_s))]
+        args = ['--lock-file', self.board_lock, '--runs', str(self.num_runs), '--warmup', str(self.num_warmup_runs),
+                '--threads', str(self.threads), '--max-iqr-ratio', repr(self.max_iqr_ratio),
+                '--max-attempts', str(self.max_attempts), '--timeout', repr(float(self.timeout_s))]
         if self.lock_timeout_s is not None:
             args += ['--lock-timeout', repr(float(self.lock_timeout_s))]
         if self.clock != 'wall':

@@ -368,7 +368,8 @@ def _measure(args, children):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Board side of nni-lightnas ssh:// devices (reads the model on stdin).')
+    parser = argparse.ArgumentParser(
+        description='Board side of nni-lightnas ssh:// devices (reads the models on stdin).')
     parser.add_argument('--dir', required=True, help='working directory on the board (lock file, temp models)')
     parser.add_argument('--runs', type=int, default=100)
     parser.add_argument('--warmup', type=int, default=10)

@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='extra ssh -o option (repeatable)')
     parser.add_argument('--ssh-config', default=None, help='ssh config file in place of ~/.ssh/config (ssh -F)')
     parser.add_argument('--remote-python', default=None, help="the board's python3 with onnxruntime")
-    parser.add_argument('--remote-dir', default=None, help='working directory on the boards (default ~/.cache/nni-lightnas)')
+    parser.add_argument('--remote-dir', default=None,
+                        help='working directory on the boards (default ~/.cache/nni-lightnas)')
     parser.add_argument('--trtexec', default=None, help='measure with trtexec on the board (name or path)')
     parser.add_argument('--lock-dir', default=None, help='directory of the pool lock files (shared by trials)')
     parser.add_argument('--arch', default=None, help='LightNet string, when not run by NNI')
