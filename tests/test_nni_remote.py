@@ -116,3 +116,16 @@ def test_remote_training_service_runs_a_trial_on_the_target(sshd, tmp_path):
         assert metrics['default'] == metrics['latency_ms'] > 0
     finally:  # the remote worker's directory on the "target" (this machine)
         shutil.rmtree(Path('~').expanduser() / 'nni-experiments' / experiment_id, ignore_errors=True)
+
+
+def test_latency_trial_parameters_and_standalone_run(tmp_path, capsys):
+    from nni_lightnas.trials.latency import arch_from_parameters, main
+    assert arch_from_parameters({'layer02': 'MBK5E6', 'layer00': 'MBK3E3', 'layer01': 'SkipConnect'}, 'tiny') == \
+        ('MBK3E3-skip-MBK5E6', {})
+    with pytest.raises(ValueError, match='"arch"'):
+        arch_from_parameters({'lr': 0.1}, 'tiny')
+    with pytest.raises(ValueError, match='3 searchable layers'):
+        arch_from_parameters({'arch': 'skip-skip'}, 'tiny')
+    assert main(['--preset', 'tiny', '--arch', 'MBK3E6-skip-MBK5E3', '--runs', '5', '--warmup', '1']) == 0
+    record = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith('{"arch"')))
+    assert record['arch'] == 'MBK3E6-skip-MBK5E3' and record['device'] == 'local' and record['median_ms'] > 0
