@@ -237,6 +237,7 @@ def test_sshd_killed_mid_run_retries_then_fails_and_frees_the_board(sshd, tmp_pa
         error = outcome.get('error')
         assert isinstance(error, SSHConnectionError), outcome
         assert '127.0.0.1' in str(error) and 'gave up after 3 attempts' in str(error)
+        assert 'first failure' in str(error) and 'dropped' in str(error)
         assert sum('retrying' in record.message for record in caplog.records) == 2
     finally:
         sshd.start(port)

@@ -400,7 +400,8 @@ class SSHDevice(Device):
             return [LatencyResult.from_runner(item, device=self.name, **facts) for item in results]
         last = errors[-1]
         if len(errors) > 1:
-            raise type(last)(f'{last} [gave up after {len(errors)} attempts]', host=last.host,
+            first = f'; first failure: {errors[0]}' if str(errors[0]) != str(last) else ''
+            raise type(last)(f'{last} [gave up after {len(errors)} attempts{first}]', host=last.host,
                              transient=last.transient) from last
         raise last
 
