@@ -80,8 +80,12 @@ def parse_op_name(name: str) -> OpSpec:
         kernel, expansion = int(match.group(1)), int(match.group(2))
         if kernel % 2 == 1 and expansion >= 1:
             return OpSpec(name, kernel, expansion)
+    from .families import is_family_op, parse_family_op  # other block families (BBSSP); imports this module
+    if is_family_op(name):
+        return OpSpec(name, parse_family_op(name).kernel_size)
     raise ValueError(f'unknown op name {name!r}; accepted: {", ".join(OP_NAMES)} '
-                     f'(MBK{{k}}E{{e}} with odd k, and SkipConnect for skip)')
+                     f'(MBK{{k}}E{{e}} with odd k, and SkipConnect for skip; RBK{{k}} and PLK{{k}} of '
+                     f'the BBSSP block families)')
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -185,5 +189,8 @@ def build_op(name: str, in_chs: int, out_chs: int, stride: int, mid_chs: int | N
     spec = parse_op_name(name)
     if spec.is_skip:
         return SkipOp(in_chs, out_chs, stride=stride)
+    if spec.exp_ratio is None:  # RBK{k} / PLK{k}: see families.py
+        from .families import build_family_op
+        return build_family_op(spec.name, in_chs, out_chs, stride, mid_chs=mid_chs)
     return InvertedResidual(in_chs, out_chs, dw_kernel_size=spec.dw_kernel_size,  # type: ignore[arg-type]
                             exp_ratio=spec.exp_ratio, stride=stride, mid_chs=mid_chs)  # type: ignore[arg-type]
