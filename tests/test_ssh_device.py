@@ -168,22 +168,27 @@ def test_board_without_onnxruntime_or_python(sshd, tmp_path):
         sshd.device(trtexec='/no/such/trtexec').measure(model)
 
 
-def test_trtexec_path_with_a_stand_in(sshd, tmp_path):
-    """A stand-in trtexec (prints the captured sample, writes per-run times): parsed on the board."""
+@pytest.mark.parametrize('per_run_times', [True, False], ids=['exported-times', 'summary-only'])
+def test_trtexec_path_with_a_stand_in(sshd, tmp_path, per_run_times):
+    """A stand-in trtexec (prints the captured sample, maybe writes per-run times): parsed on the board."""
     fake = tmp_path / 'trtexec'
     fake.write_text(f'#!{sys.executable}\n' + textwrap.dedent(f'''\
         import json, sys
         args = dict(a.split('=', 1) for a in sys.argv[1:] if '=' in a)
-        assert args['--onnx'].endswith('.onnx') and args['--iterations'] == '9'
-        json.dump([{{"computeMs": 0.5 + 0.01 * i, "latencyMs": 0.6}} for i in range(9)],
-                  open(args['--exportTimes'], 'w'))
+        assert args['--onnx'].endswith('.onnx') and args['--iterations'] == '9' and '--fp16' in sys.argv
+        if {per_run_times!r}:
+            json.dump([{{"computeMs": 0.5 + 0.01 * i, "latencyMs": 0.6}} for i in range(9)],
+                      open(args['--exportTimes'], 'w'))
         print({TRTEXEC_SAMPLE!r})
         '''))
     fake.chmod(0o755)
     result = sshd.device(trtexec=str(fake), trtexec_args=['--fp16'], num_runs=9).measure(_export_tiny(tmp_path, 1))
     assert result.provider == 'trtexec' and result.runtime == 'TensorRT trtexec 8.6.2'
-    assert result.median_ms == pytest.approx(0.54) and result.runs == 9
     assert result.facts['trtexec_summary']['gpu_compute']['median'] == pytest.approx(0.655273)
+    if per_run_times:  # median and quartiles of the per-inference GPU compute times
+        assert result.median_ms == pytest.approx(0.54) and result.p25_ms == pytest.approx(0.52) and result.runs == 9
+    else:  # the printed summary: its median, no quartiles
+        assert result.median_ms == result.p25_ms == result.p75_ms == pytest.approx(0.655273)
 
 
 def test_measurement_timeout(sshd, tmp_path):
