@@ -12,10 +12,21 @@ from .errors import (BoardBusyError, BoardSetupError, DeviceError, MeasurementEr
 from .ssh import SSHDevice
 from .devices import DevicePool, make_device
 from .model import LatencyModel
-from .lut import LatencyLUT, LUTMismatchError, build_lut, latency_model_from_path, measure_archs
-from .bbssp import bbssp_correct
-from .calibration import fit_linear_calibration, prediction_metrics
-from .profiler import LatencyModelProfiler, LatencyProfiler, latency_profiler
+
+# Tables, correction and the NNI profiler pull in pandas and NNI: imported on first use.
+_LAZY = {
+    'LatencyLUT': 'lut', 'LUTMismatchError': 'lut', 'build_lut': 'lut', 'latency_model_from_path': 'lut',
+    'measure_archs': 'lut', 'bbssp_correct': 'bbssp', 'fit_linear_calibration': 'calibration',
+    'prediction_metrics': 'calibration', 'LatencyProfiler': 'profiler', 'LatencyModelProfiler': 'profiler',
+    'latency_profiler': 'profiler',
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 from .graphs import ArchGraph, GraphSpace, LightNetGraphSpace, FBNetGraphSpace, NasBench201GraphSpace
 from .datasets import LatencyDataset, read_latency_csv, read_measured_table
 from .predictors import LatencyPredictor, PredictorLatencyModel, load_predictor, make_predictor
