@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--supernet', default=None, help='state dict of a supernet to inherit weights from')
     parser.add_argument('--python', default=None, help='interpreter of the trials (default: this one)')
     parser.add_argument('--port', type=int, default=8080, help='port of the NNI manager and web UI')
+    parser.add_argument('--working-dir', default=None,
+                        help='NNI experimentWorkingDirectory (default: ~/nni-experiments)')
     parser.add_argument('--no-start', action='store_true', help='only write the experiment files')
     parser.add_argument('--in-process', action='store_true', help='run the evolution here, without nnictl')
 
@@ -69,7 +71,8 @@ def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, pre
                      latency: str = 'flops', latency_args: dict[str, Any] | None = None, max_trials: int = 50,
                      concurrency: int = 1, max_duration: str | None = None, population_size: int = 20,
                      sample_size: int = 5, seed: int = 0, trial_options: dict[str, Any] | None = None,
-                     python: str | None = None, experiment_name: str = 'lightnas-evolve') -> Path:
+                     python: str | None = None, experiment_name: str = 'lightnas-evolve',
+                     working_dir: str | Path | None = None) -> Path:
     """Write ``config.yml`` and ``search_space.json`` of an evolution experiment; returns the config path.
 
     The tuner and the trials get the same latency model: ``'flops'`` without coefficients is
@@ -119,6 +122,8 @@ def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, pre
     }
     if max_duration:
         config['maxExperimentDuration'] = max_duration
+    if working_dir:
+        config['experimentWorkingDirectory'] = str(Path(working_dir).resolve())
     path = output / 'config.yml'
     path.write_text(f'# written by nni-lightnas evolve; run: nnictl create --config {path}\n'
                     + yaml.safe_dump(config, sort_keys=False))
@@ -166,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         args.output, lightnet=args.lightnet, budget_ms=args.budget_ms, preset=args.preset, latency=args.latency,
         latency_args=json.loads(args.latency_args) if args.latency_args else None, max_trials=args.max_trials,
         concurrency=args.concurrency, max_duration=args.max_duration, population_size=args.population_size,
-        sample_size=args.sample_size, seed=args.seed, trial_options=trial_options, python=args.python)
+        sample_size=args.sample_size, seed=args.seed, trial_options=trial_options, python=args.python,
+        working_dir=args.working_dir)
     print(f'experiment written to {config_path}')
     if args.in_process:
         return run_in_process(args, config_path)
