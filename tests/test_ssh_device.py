@@ -199,6 +199,7 @@ def test_measurement_timeout(sshd, tmp_path):
 
 def test_concurrent_measurements_are_serialized_on_the_board(sshd, tmp_path):
     """Two workstations (two device objects, no shared local lock) on one board take turns."""
+    import fcntl
     path = _export_tiny(tmp_path, batch=8)
     results, errors = [], []
 
@@ -207,15 +208,25 @@ def test_concurrent_measurements_are_serialized_on_the_board(sshd, tmp_path):
             results.append(sshd.device(num_runs=300, num_warmup_runs=5, max_attempts=1).measure(path))
         except DeviceError as error:  # pragma: no cover - reported below
             errors.append(error)
+    # Hold the board lock until both runs wait on the board, so they really compete for it.
+    held = os.open(sshd.device().board_lock, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(held, fcntl.LOCK_EX)
     threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum('--runs' in _cmdline(pid) for pid in sshd.descendants()) < 2:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        os.close(held)
     for thread in threads:
         thread.join(timeout=120)
     assert not errors and len(results) == 2
     first, second = sorted(((r.facts['measure_start_unix'], r.facts['measure_end_unix']) for r in results))
     assert first[0] < first[1] <= second[0] < second[1], (first, second)
-    assert max(r.facts['lock_wait_s'] for r in results) > 0
+    assert min(r.facts['lock_wait_s'] for r in results) > 0  # both waited: the lock, not luck, kept them apart
 
 
 def test_sshd_killed_mid_run_retries_then_fails_and_frees_the_board(sshd, tmp_path, caplog):
