@@ -63,6 +63,7 @@ class LightNASLightningModule(DartsLightningModule):
         self.history_rows: list[dict[str, Any]] = []
         self._epoch_stats: dict[str, list[float]] = {}
         self._latency_cache: dict[tuple[str, ...], float] = {}
+        self._last_expected_ms = float('nan')
 
     # ----------------------------------------------------------------- helpers
     def mixed_layers(self) -> list[SinglePathMixedLayer]:
@@ -106,65 +107,128 @@ class LightNASLightningModule(DartsLightningModule):
 
     # ------------------------------------------------------------------- steps
     def training_step(self, batch, batch_idx):
-        if self.trainer.current_epoch < self.strategy_config.warmup_epochs:
+        config = self.strategy_config
+        if self.trainer.current_epoch < config.warmup_epochs:
             loss = self._fair_warmup_step(batch['train'], batch_idx)
+        elif config.optimization == 'one_level':
+            loss = self._one_level_step(batch['train'], batch_idx)
         else:
             self._architecture_step(batch['val'], batch_idx)
-            self.resample()
-            output = self.training_module.training_step(batch['train'], 2 * batch_idx + 1)
-            loss = output['loss'] if isinstance(output, dict) else output
-            self.advance_optimization(loss, batch_idx, self.gradient_clip_val)
+            loss = self._weight_step(batch['train'], batch_idx)
         self._record(train_loss=loss.detach())
         self.advance_lr_schedulers(batch_idx)
         return loss
 
+    def _loss(self, batch, batch_idx) -> torch.Tensor:
+        output = self.training_module.training_step(batch, batch_idx)
+        return output['loss'] if isinstance(output, dict) else output
+
+    def _orders(self) -> tuple[list[SinglePathMixedLayer], list[list[int]], int]:
+        """Per layer, a random order of all its candidates (drawn without replacement)."""
+        layers = self.mixed_layers()
+        orders = [torch.randperm(len(layer.names)).tolist() for layer in layers]
+        return layers, orders, max(len(order) for order in orders)
+
+    def _run_paths(self, batch, batch_idx, *, gated: bool) -> torch.Tensor:
+        """Forward/backward the sampled path(s) of one batch, accumulating gradients; returns the mean loss.
+
+        ``sampling='gumbel'``: one path drawn by hard Gumbel-softmax. ``sampling='ordered'``: every
+        candidate of every layer once, in a random order per layer (SurgeNAS ordered sampling);
+        with ``gated`` each path carries a straight-through gate, so alpha gets a gradient too.
+        """
+        if self.strategy_config.sampling == 'gumbel' and gated:
+            self.resample()
+            loss = self._loss(batch, batch_idx)
+            self.manual_backward(loss)
+            return loss.detach()
+        layers, orders, num_rounds = self._orders()
+        total = torch.zeros(())
+        for round_index in range(num_rounds):
+            for layer, order in zip(layers, orders):
+                index = order[round_index % len(order)]
+                layer.pin(index) if gated else layer.force(index)
+            loss = self._loss(batch, batch_idx)
+            self.manual_backward(loss / num_rounds if gated else loss)
+            total = total + loss.detach()
+        return total / num_rounds
+
+    def _latency_penalty(self) -> torch.Tensor:
+        """lambda * (LAT(alpha) / T - 1), with LAT the expected latency of softmax(alpha)."""
+        self.multiplier.value = float(self.latency_lambda)
+        expected_ms = self.latency_model.expected_latency(self.layer_probs())
+        self._last_expected_ms = float(expected_ms.detach())
+        return self.multiplier.value * (expected_ms / self.strategy_config.target_latency_ms - 1.0)
+
     def _fair_warmup_step(self, batch, batch_idx) -> torch.Tensor:
         """Every candidate of every layer once, in a random order per layer; one optimizer step."""
-        layers = self.mixed_layers()
-        num_rounds = max(len(layer.names) for layer in layers)
-        orders = [torch.randperm(len(layer.names)).tolist() for layer in layers]
         optimizer = self._weight_optimizer()
         self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
+        layers, orders, num_rounds = self._orders()
         total = torch.zeros(())
         for round_index in range(num_rounds):
             for layer, order in zip(layers, orders):
                 layer.force(order[round_index % len(order)])
-            output = self.training_module.training_step(batch, batch_idx)
-            loss = output['loss'] if isinstance(output, dict) else output
+            loss = self._loss(batch, batch_idx)
             self.manual_backward(loss)
             total = total + loss.detach()
+        self._step_weights(optimizer, batch_idx)
+        return total / num_rounds
+
+    def _step_weights(self, optimizer, batch_idx) -> None:
         self.training_module.configure_gradient_clipping(optimizer, self.gradient_clip_val, None)
         self.training_module.optimizer_step(self.trainer.current_epoch, batch_idx, optimizer)
         self._optimizer_progress += 1
-        return total / num_rounds
+
+    def _weight_step(self, batch, batch_idx) -> torch.Tensor:
+        """Weights on the training split: one Gumbel path, or all paths in order (no gates)."""
+        optimizer = self._weight_optimizer()
+        self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
+        if self.strategy_config.sampling == 'gumbel':
+            self.resample()
+            loss = self._loss(batch, 2 * batch_idx + 1)
+            self.manual_backward(loss)
+            loss = loss.detach()
+        else:
+            loss = self._run_paths(batch, 2 * batch_idx + 1, gated=False)
+        self._step_weights(optimizer, batch_idx)
+        return loss
 
     def _architecture_step(self, batch, batch_idx) -> None:
+        """Alpha on the architecture split: CE of the sampled path(s) + the latency penalty."""
         arc_optim = self.architecture_optimizers()
-        self.multiplier.value = float(self.latency_lambda)
-        self.resample()
         arc_optim.zero_grad()
-        output = self.training_module.training_step(batch, 2 * batch_idx)
-        ce_loss = output['loss'] if isinstance(output, dict) else output
-        expected_ms = self.latency_model.expected_latency(self.layer_probs())
-        target_ms = self.strategy_config.target_latency_ms
-        loss = ce_loss + self.multiplier.value * (expected_ms / target_ms - 1.0)
-        self.manual_backward(loss)
+        ce_loss = self._run_paths(batch, 2 * batch_idx, gated=True)
+        self.manual_backward(self._latency_penalty())
         arc_optim.step()
+        self._after_architecture_step(arc_optim, ce_loss)
 
+    def _one_level_step(self, batch, batch_idx) -> torch.Tensor:
+        """SurgeNAS one-level: weights and alpha from the same batch and the same backward pass."""
+        arc_optim = self.architecture_optimizers()
+        optimizer = self._weight_optimizer()
+        arc_optim.zero_grad()
+        self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
+        ce_loss = self._run_paths(batch, batch_idx, gated=True)
+        self.manual_backward(self._latency_penalty())
+        self._step_weights(optimizer, batch_idx)
+        arc_optim.step()
+        self._after_architecture_step(arc_optim, ce_loss)
+        return ce_loss
+
+    def _after_architecture_step(self, arc_optim, ce_loss: torch.Tensor) -> None:
+        """Lambda ascent on the argmax latency, alpha learning-rate annealing, logging."""
+        target_ms = self.strategy_config.target_latency_ms
         argmax_ms = self.arch_latency_ms(self.argmax_arch())
         new_lambda = self.multiplier.update(argmax_ms)
         self.latency_lambda.fill_(new_lambda)
-        relative_error = abs(argmax_ms / target_ms - 1.0)
-        scale = self._arc_lr_scale(relative_error)
-        for group in arc_optim.optimizer.param_groups if hasattr(arc_optim, 'optimizer') else arc_optim.param_groups:
+        scale = self._arc_lr_scale(abs(argmax_ms / target_ms - 1.0))
+        for group in arc_optim.param_groups:
             group['lr'] = self.strategy_config.arc_learning_rate * scale
-
         tau = self.temperature(self.trainer.current_epoch)
-        metrics = {'lightnas/lambda': new_lambda, 'lightnas/expected_ms': float(expected_ms.detach()),
-                   'lightnas/argmax_ms': argmax_ms, 'lightnas/temperature': tau,
-                   'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale}
-        self.log_dict(metrics)
-        self._record(ce_loss=ce_loss.detach(), expected_ms=float(expected_ms.detach()), argmax_ms=argmax_ms,
+        self.log_dict({'lightnas/lambda': new_lambda, 'lightnas/expected_ms': self._last_expected_ms,
+                       'lightnas/argmax_ms': argmax_ms, 'lightnas/temperature': tau,
+                       'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale})
+        self._record(ce_loss=ce_loss, expected_ms=self._last_expected_ms, argmax_ms=argmax_ms,
                      **{'lambda': new_lambda})
 
     def configure_architecture_optimizers(self):
@@ -187,10 +251,17 @@ class LightNASLightningModule(DartsLightningModule):
         return self.training_module.validation_step(batch, batch_idx)
 
     # ------------------------------------------------------------------ epochs
+    def identity_eta(self, epoch: int) -> float:
+        """Weight of the identity path: ``identity_eta`` at epoch 0, linearly down to 0 at the last epoch."""
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1)
+        return self.strategy_config.identity_eta * max(0.0, 1.0 - epoch / max_epochs)
+
     def on_train_epoch_start(self):
         tau = self.temperature(self.trainer.current_epoch)
+        eta = self.identity_eta(self.trainer.current_epoch)
         for layer in self.mixed_layers():
             layer.tau = tau
+            layer.eta = eta
         self._epoch_stats = {}
         return super().on_train_epoch_start()
 
@@ -204,6 +275,8 @@ class LightNASLightningModule(DartsLightningModule):
                'expected_ms': float(self.latency_model.expected_latency(
                    {k: v.detach() for k, v in self.layer_probs().items()})),
                'alpha_entropy': self.alpha_entropy(), 'train_loss': stats.get('train_loss'),
+               'identity_eta': self.identity_eta(self.trainer.current_epoch),
+               'skip_share': sum(op == 'skip' for op in arch.values()) / max(len(arch), 1),
                'arch': '-'.join(arch[label] for label in self.latency_model.labels)}
         val_acc = self.trainer.callback_metrics.get('val_acc')
         row['val_acc'] = float(val_acc) if val_acc is not None else None
@@ -260,6 +333,16 @@ class LightNAS(DARTS):
         How often op probabilities are logged.
     resume_from
         A Lightning checkpoint of an interrupted LightNAS search to continue from.
+    optimization
+        ``'bilevel'`` (the paper: alpha on the architecture split, weights on the training split)
+        or ``'one_level'`` (SurgeNAS: both from the same training batch and backward pass).
+    sampling
+        ``'gumbel'`` (one hard Gumbel-softmax path per step) or ``'ordered'`` (SurgeNAS ordered
+        differentiable sampling: every candidate of every layer once per batch, in a random
+        order, gradients accumulated; single-path memory, equal updates per op).
+    identity_eta
+        Initial weight of SurgeNAS identity mapping regularisation (layer output
+        ``op(x) + eta * aux(x)``), decayed linearly to 0 over the epochs; 0 turns it off.
 
     Examples
     --------
@@ -274,7 +357,8 @@ class LightNAS(DARTS):
                  arc_learning_rate: float = 1e-3, lambda_lr: float = 5e-4, initial_temperature: float = 5.0,
                  temperature_decay: float = 0.1, lr_anneal_threshold: float = 0.02, min_arc_lr_scale: float = 0.0,
                  truncate_lambda: bool = True, gradient_clip_val: float | None = 5.0, log_every_n_steps: int = 10,
-                 resume_from: str | None = None, **kwargs):
+                 resume_from: str | None = None, optimization: str = 'bilevel', sampling: str = 'gumbel',
+                 identity_eta: float = 0.0, **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
         if not (isinstance(target_latency_ms, (int, float)) and target_latency_ms > 0):
@@ -286,6 +370,15 @@ class LightNAS(DARTS):
                              f'{initial_temperature=}, {temperature_decay=}')
         if not 0 <= min_arc_lr_scale <= 1:
             raise ValueError(f'min_arc_lr_scale must be in [0, 1], got {min_arc_lr_scale=}')
+        if optimization not in ('bilevel', 'one_level'):
+            raise ValueError(f"optimization must be 'bilevel' or 'one_level', got {optimization!r}")
+        if sampling not in ('gumbel', 'ordered'):
+            raise ValueError(f"sampling must be 'gumbel' or 'ordered', got {sampling!r}")
+        if not (isinstance(identity_eta, (int, float)) and identity_eta >= 0):
+            raise ValueError(f'identity_eta must be a number >= 0, got {identity_eta!r}')
+        self.optimization = optimization
+        self.sampling = sampling
+        self.identity_eta = float(identity_eta)
         self.target_latency_ms = float(target_latency_ms)
         self.latency_model = latency_model
         self.arc_learning_rate = arc_learning_rate
@@ -304,7 +397,8 @@ class LightNAS(DARTS):
         return (f'target_latency_ms={self.target_latency_ms}, warmup_epochs={self.warmup_epochs}, '
                 f'arc_learning_rate={self.arc_learning_rate}, lambda_lr={self.lambda_lr}, '
                 f'initial_temperature={self.initial_temperature}, temperature_decay={self.temperature_decay}, '
-                f'lr_anneal_threshold={self.lr_anneal_threshold}')
+                f'lr_anneal_threshold={self.lr_anneal_threshold}, optimization={self.optimization!r}, '
+                f'sampling={self.sampling!r}, identity_eta={self.identity_eta}')
 
     def check_feasible(self) -> tuple[float, float]:
         """Refuse a target outside the latency model's range; returns (fastest, slowest) in ms."""
@@ -334,7 +428,13 @@ class LightNAS(DARTS):
         missing = set(expected) - set(space)
         if missing:
             raise ValueError(f'latency model layers {sorted(missing)} are not in the model space')
-        return super().mutate_model(model)
+        model = super().mutate_model(model)
+        if self.identity_eta > 0:
+            layers = [m for m in model.modules() if isinstance(m, SinglePathMixedLayer)]
+            without = [layer.label for layer in layers if not layer.add_identity_regularization()]
+            if without:
+                _logger.warning('identity regularisation: layers %s have no skip candidate to copy; left out', without)
+        return model
 
     def configure_oneshot_module(self, training_module) -> BaseOneShotLightningModule:
         return LightNASLightningModule(training_module, strategy=self)

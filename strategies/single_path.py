@@ -5,11 +5,17 @@ the layer's architecture logits ``alpha``. On :meth:`resample` it draws a hard o
 gate from Gumbel-softmax(alpha / tau); :meth:`forward` runs *only* the sampled candidate
 and multiplies its output by the gate's value (1 in the forward pass), so the gradient
 reaches alpha through the straight-through estimator while memory stays that of a single
-path. :meth:`force` pins one candidate without a gate (fair warm-up, ordered sampling).
+path. :meth:`force` pins one candidate without a gate (fair warm-up); :meth:`pin` pins one
+with a straight-through gate on softmax(alpha) (ordered differentiable sampling, SurgeNAS).
+
+Identity mapping regularisation (SurgeNAS): with an ``aux`` module the layer returns
+``op(x) + eta * aux(x)``, where ``aux`` is the identity, or 1x1 conv + BN when the shape
+changes (a fresh copy of the layer's ``skip`` candidate); the strategy decays ``eta`` to 0.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -38,6 +44,24 @@ class SinglePathMixedLayer(DifferentiableMixedLayer):
         self.tau = 5.0
         self._gate: torch.Tensor | None = None
         self._sampled_index = 0
+        self.aux: torch.nn.Module | None = None
+        self.eta = 0.0
+
+    def add_identity_regularization(self) -> bool:
+        """Give the layer its auxiliary identity path (a fresh copy of its skip candidate).
+
+        Returns whether the layer has a skip candidate to copy.
+        """
+        from nni_lightnas.search_spaces.blocks import SkipOp
+        skips = [self[name] for name in self.names if isinstance(self[name], SkipOp)]
+        if not skips:
+            return False
+        aux = copy.deepcopy(skips[0])
+        for module in aux.modules():
+            if hasattr(module, 'reset_parameters'):
+                module.reset_parameters()
+        self.aux = aux
+        return True
 
     @property
     def sampled(self) -> str:
@@ -66,10 +90,23 @@ class SinglePathMixedLayer(DifferentiableMixedLayer):
         self._sampled_index = index
         self._gate = None
 
+    def pin(self, index: int) -> None:
+        """Run candidate ``index`` next, gated by a straight-through estimate of softmax(alpha).
+
+        The gate's value is 1; its gradient is that of the candidate's probability.
+        """
+        self.force(index)
+        probs = self.probs()
+        one_hot = torch.zeros_like(probs)
+        one_hot[index] = 1.0
+        self._gate = one_hot - probs.detach() + probs
+
     def forward(self, *args, **kwargs):
         output = self[self.sampled](*args, **kwargs)
         if self._gate is not None:
             output = output * self._gate[self._sampled_index]
+        if self.aux is not None and self.eta > 0:
+            output = output + self.eta * self.aux(*args, **kwargs)
         return output
 
     @classmethod

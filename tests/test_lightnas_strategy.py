@@ -164,3 +164,48 @@ def test_two_process_ddp_search_agrees_on_both_ranks(tmp_path):
     assert rank0['lambda'] == rank1['lambda']
     for label, probs in rank0['probabilities'].items():
         assert rank1['probabilities'][label] == pytest.approx(probs, abs=1e-6)
+
+
+# ---------------------------------------------------------------- SurgeNAS options
+def test_ordered_sampling_updates_every_op_equally():
+    torch.manual_seed(0)
+    train_loader, arch_loader = synthetic_loaders(64, 32)  # one batch per split
+    strategy = LightNAS(target_latency_ms=2.0, latency_model=synthetic_lut(), warmup_epochs=0, sampling='ordered')
+    space = LightNASSpace('tiny')
+    calls: dict[tuple[str, str], int] = {}
+    for choice in space.layers:
+        for name in choice.names:
+            choice[name].register_forward_hook(
+                lambda m, i, o, key=(choice.label, name): calls.__setitem__(key, calls.get(key, 0) + 1))
+    evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=1)
+    NasExperiment(space, evaluator, strategy).run()
+    # per batch: the architecture step and the weight step each run every op of every layer once
+    assert len(calls) == 3 * 7
+    assert set(calls.values()) == {2}
+
+
+def test_one_level_search_updates_weights_and_alpha_from_one_batch():
+    strategy = _search(synthetic_lut().latency_range()[0] * 1.3, epochs=2, warmup=0, optimization='one_level')
+    history = strategy.history()
+    assert len(history) == 2 and history['phase'].tolist() == ['search', 'search']
+    probabilities = strategy.probabilities()
+    assert any(max(p.values()) - min(p.values()) > 1e-3 for p in probabilities.values())  # alpha moved
+    assert history['lambda'].abs().sum() > 0
+
+
+def test_identity_regularization_adds_a_decaying_identity_path():
+    strategy = LightNAS(target_latency_ms=2.0, latency_model=synthetic_lut(), identity_eta=0.5)
+    space = strategy.mutate_model(LightNASSpace('tiny'))
+    layers = [m for m in space.modules() if isinstance(m, SinglePathMixedLayer)]
+    assert all(layer.aux is not None for layer in layers)
+    layer = layers[1]  # layer01: 16 -> 24, stride 2: aux is 1x1 conv + BN
+    assert not layer.aux.is_identity
+    layer.eval()
+    layer.force(layer.names.index('MBK3E3'))
+    x = torch.randn(2, 16, 7, 7)
+    layer.eta = 0.0
+    plain = layer(x)
+    layer.eta = 0.5
+    assert torch.allclose(layer(x), plain + 0.5 * layer.aux(x))
+    with pytest.raises(ValueError, match="sampling must be 'gumbel' or 'ordered', got 'random'"):
+        LightNAS(target_latency_ms=2.0, latency_model=synthetic_lut(), sampling='random')

@@ -8,7 +8,10 @@ import json
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--preset', default='fashion_mnist', help='search space preset (Fashion-MNIST shaped)')
-    parser.add_argument('--target-ms', type=float, required=True, help='latency target in ms')
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument('--target-ms', type=float, help='latency target in ms')
+    target.add_argument('--target-quantile', type=float,
+                        help='target as a position in the space\'s latency range: fastest + Q * (slowest - fastest)')
     parser.add_argument('--latency', required=True,
                         help='latency model: a LUT (.csv/.parquet, plain or corrected) or a predictor directory')
     parser.add_argument('--epochs', type=int, default=10, help='search epochs (default 10)')
@@ -28,7 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from nni_lightnas.latency.lut import latency_model_from_path
     from nni_lightnas.search import SearchConfig, run_search
     latency_model = latency_model_from_path(args.latency, space=args.preset)
-    config = SearchConfig(preset=args.preset, target_ms=args.target_ms, epochs=args.epochs,
+    target_ms = args.target_ms
+    if target_ms is None:
+        if not 0 < args.target_quantile < 1:
+            raise ValueError(f'--target-quantile must be in (0, 1), got {args.target_quantile}')
+        fastest_ms, slowest_ms = latency_model.latency_range()
+        target_ms = fastest_ms + args.target_quantile * (slowest_ms - fastest_ms)
+        print(f'target {target_ms:.4f} ms ({args.target_quantile:g} of the range [{fastest_ms:.4f}, {slowest_ms:.4f}] ms)')
+    config = SearchConfig(preset=args.preset, target_ms=target_ms, epochs=args.epochs,
                           warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
                           train_limit=args.train_limit or None, lambda_lr=args.lambda_lr,
                           arc_learning_rate=args.arc_lr, seed=args.seed, data_dir=args.data_dir)

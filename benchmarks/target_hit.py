@@ -1,0 +1,152 @@
+"""Does one search land on the latency target? LightNAS against NNI's penalty strategies.
+
+For 5 targets spread over the feasible range of the ``fashion_mnist`` preset (a LUT measured
+on ``local``), run ONE search per target with one fixed budget for each of:
+
+* LightNAS (learned multiplier);
+* NNI's ``Proxyless`` and ``GumbelDARTS`` with NNI's ``ExpectationProfilerPenalty`` at its
+  default scale (1.0), baseline = the target, on the same LUT through our NNI profiler.
+
+Every exported architecture is then measured as a whole exported network on ``local``
+(interleaved, several rounds). Prints one JSON object::
+
+    {"lightnas": [{"target_ms", "predicted_ms", "measured_ms", "rel_error", ...}, ...],
+     "nni_proxyless_penalty": [...], "nni_gumbel_penalty": [...], "budget": {...}, "device": {...}}
+
+``rel_error`` is predicted / target - 1; ``measured_rel_error`` is measured / target - 1.
+
+Usage::
+
+    python benchmarks/target_hit.py --quick            # ~20 min on 2 CPU cores
+    python benchmarks/target_hit.py --output docs/target_hit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_or_load_lut(path: Path, preset: str, batch: int | None):
+    from nni_lightnas.latency import LocalDevice
+    from nni_lightnas.latency.lut import LatencyLUT, build_lut
+    if path.is_file():
+        try:
+            return LatencyLUT.load(path, space=preset)
+        except ValueError:
+            pass  # unfinished: build_lut resumes it
+    return build_lut(preset, LocalDevice(num_runs=100, num_warmup_runs=10, threads=1), batch=batch, path=path)
+
+
+def nni_penalty_search(strategy_name: str, target_ms: float, lut, config, train_loader, arch_loader) -> dict:
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.oneshot.pytorch.profiler import ExpectationProfilerPenalty
+    from nni.nas.strategy import GumbelDARTS, Proxyless
+
+    from nni_lightnas.latency.profiler import LatencyProfiler
+    from nni_lightnas.search import make_search_evaluator
+    from nni_lightnas.search_spaces import LightNASSpace
+    torch.manual_seed(config.seed)
+    space = LightNASSpace(config.preset)
+    penalty = ExpectationProfilerPenalty(LatencyProfiler(space, lut), baseline=target_ms)  # default scale 1.0
+    strategy_class = {'proxyless': Proxyless, 'gumbel': GumbelDARTS}[strategy_name]
+    strategy = strategy_class(penalty=penalty, warmup_epochs=config.warmup_epochs)
+    evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
+                                      learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    start = time.perf_counter()
+    experiment = NasExperiment(space, evaluator, strategy)
+    experiment.run()
+    sample = experiment.export_top_models(formatter='dict')[0]
+    arch = '-'.join(sample[label] for label in space.labels)
+    return {'arch': arch, 'predicted_ms': lut.predict(arch), 'seconds': time.perf_counter() - start}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true', help='smaller budget (about 20 minutes on 2 cores)')
+    parser.add_argument('--preset', default='fashion_mnist')
+    parser.add_argument('--lut', default=str(REPO / 'runs' / 'bench' / 'lut_fashion_mnist.csv'),
+                        help='LUT to use; measured on local (and cached here) when missing')
+    parser.add_argument('--epochs', type=int, default=None)
+    parser.add_argument('--train-limit', type=int, default=None)
+    parser.add_argument('--num-targets', type=int, default=5)
+    parser.add_argument('--strategies', default='lightnas,proxyless,gumbel')
+    parser.add_argument('--rounds', type=int, default=3, help='measurement rounds of the exported nets')
+    parser.add_argument('--output', default=None, help='also write the JSON here')
+    args = parser.parse_args(argv)
+    warnings.filterwarnings('ignore')
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger('nni').setLevel(logging.ERROR)
+    torch.set_num_threads(2)
+
+    from nni_lightnas.latency import LocalDevice
+    from nni_lightnas.latency.lut import measure_archs
+    from nni_lightnas.search import SearchConfig, _data_loaders, run_search
+
+    epochs = args.epochs or (6 if args.quick else 12)
+    train_limit = args.train_limit or (4000 if args.quick else 20000)
+    lut = build_or_load_lut(Path(args.lut), args.preset, None)
+    fastest_ms, slowest_ms = lut.latency_range()
+    quantiles = np.linspace(0.15, 0.75, args.num_targets)
+    targets = [float(fastest_ms + q * (slowest_ms - fastest_ms)) for q in quantiles]
+    strategies = args.strategies.split(',')
+    results: dict[str, list[dict]] = {'lightnas': [], 'nni_proxyless_penalty': [], 'nni_gumbel_penalty': []}
+    started = time.perf_counter()
+    for target_ms in targets:
+        config = SearchConfig(preset=args.preset, target_ms=target_ms, epochs=epochs,
+                              warmup_epochs=max(1, epochs // 5), batch_size=64, train_limit=train_limit)
+        if 'lightnas' in strategies:
+            summary = run_search(config, lut)
+            results['lightnas'].append({'target_ms': target_ms, 'arch': summary['arch'],
+                                        'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds']})
+            print(f"lightnas target {target_ms:.4f}: {summary['predicted_ms']:.4f}", file=sys.stderr)
+        for name in ('proxyless', 'gumbel'):
+            if name in strategies:
+                train_loader, arch_loader = _data_loaders(config)
+                found = nni_penalty_search(name, target_ms, lut, config, train_loader, arch_loader)
+                results[f'nni_{name}_penalty'].append({'target_ms': target_ms, **found})
+                print(f"{name} target {target_ms:.4f}: {found['predicted_ms']:.4f}", file=sys.stderr)
+
+    # Measure every exported net as a whole network, interleaved, at the LUT's batch.
+    batch = int(lut.metadata.get('batch', 32))
+    device = LocalDevice(num_runs=100, num_warmup_runs=10, threads=int(lut.metadata.get('threads', 1)))
+    entries = [entry for rows in results.values() for entry in rows]
+    measured = measure_archs(args.preset, [entry['arch'] for entry in entries], device, batch=batch,
+                             rounds=args.rounds, group_size=None)
+    for entry, measurement in zip(entries, measured):
+        entry['measured_ms'] = measurement['median_ms']
+        entry['measured_p25_ms'] = measurement['p25_ms']
+        entry['measured_p75_ms'] = measurement['p75_ms']
+        entry['rel_error'] = entry['predicted_ms'] / entry['target_ms'] - 1
+        entry['measured_rel_error'] = entry['measured_ms'] / entry['target_ms'] - 1
+    summary = {
+        **results,
+        'mean_abs_rel_error': {name: float(np.mean([abs(e['rel_error']) for e in rows])) if rows else None
+                               for name, rows in results.items()},
+        'mean_abs_measured_rel_error': {name: float(np.mean([abs(e['measured_rel_error']) for e in rows]))
+                                        if rows else None for name, rows in results.items()},
+        'budget': {'epochs': epochs, 'train_limit': train_limit, 'batch_size': 64, 'quick': args.quick},
+        'latency_model': {'path': str(args.lut), 'range_ms': [fastest_ms, slowest_ms], 'batch': batch},
+        'device': {'name': 'local', 'threads': device.threads, 'runtime': entries[0] and 'onnxruntime'},
+        'seconds': time.perf_counter() - started,
+    }
+    text = json.dumps(summary, default=float)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(summary, indent=2, default=float))
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
