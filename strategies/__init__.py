@@ -9,7 +9,8 @@ import importlib as _importlib
 from typing import TYPE_CHECKING
 
 __all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError', 'LatencyMultiplier',
-           'SinglePathMixedLayer', 'LightNASEvolution']
+           'SinglePathMixedLayer', 'LightNASEvolution', 'ProfilingConfig', 'ProfilingResult',
+           'profile_search_space', 'comfort_zone_scale']
 
 # Exports are imported on first use (PEP 562): NNI imports the evolution tuner through this
 # package and gives a tuner 10 seconds to connect, too short to import torch and Lightning
@@ -21,6 +22,10 @@ _EXPORTS = {
     'LightNAS': '.lightnas',
     'LightNASLightningModule': '.lightnas',
     'SinglePathMixedLayer': '.single_path',
+    'ProfilingConfig': '.space_profiling',
+    'ProfilingResult': '.space_profiling',
+    'profile_search_space': '.space_profiling',
+    'comfort_zone_scale': '.comfort_zone',
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .latency_multiplier import LatencyMultiplier
     from .lightnas import InfeasibleTargetError, LightNAS, LightNASLightningModule
     from .single_path import SinglePathMixedLayer
+    from .space_profiling import ProfilingConfig, ProfilingResult, profile_search_space
+    from .comfort_zone import comfort_zone_scale
 
 
 def __getattr__(name: str):

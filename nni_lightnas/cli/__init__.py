@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'search': ('search', 'stage 1: one LightNAS search toward a latency target'),
     'evolve': ('evolve', 'stage 2: BTE evolution of a LightNet\'s widths under a latency budget (NNI experiment)'),
     'register': ('register', 'register the LightNASEvolution tuner with NNI (tuner: {name: LightNASEvolution})'),
+    'profile-space': ('profile_space', 'BBSSP: profile block families on a device and emit a reduced search space'),
+    'scale': ('scale', 'Comfort Zone scaling: widen/deepen a searched LightNet while latency stays within a tolerance'),
 }
 
 
