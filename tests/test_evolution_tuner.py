@@ -149,16 +149,42 @@ def test_generic_space_without_lightnet_and_space_exhaustion():
         tuner.generate_parameters(2)
 
 
-def test_usable_as_nas_strategy_through_hpo_tuner_strategy(budget_ms):
-    """The channel model space's NAS search space is the tuner's, and its samples freeze."""
+def _bte_evaluate(model):
+    import torch
+
+    from nni_lightnas.bte import batchwise_training_estimation
+    generator = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(96, 1, 28, 28, generator=generator),
+                                          torch.randint(0, 10, (96,), generator=generator))
+    nni.report_final_result(batchwise_training_estimation(model, data, batches=3, last=2, batch_size=32).score)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_nas_experiment_with_hpo_tuner_strategy(budget_ms):
+    """The tuner as a NAS strategy: NasExperiment over the channel model space (sequential engine)."""
+    import socket
+
+    from nni.nas.evaluator import FunctionalEvaluator
+    from nni.nas.experiment import NasExperiment, NasExperimentConfig
     from nni.nas.strategy.hpo import HPOTunerStrategy
 
     from nni_lightnas.search_spaces import ChannelSpace
-    space = ChannelSpace(ARCH, PRESET)
-    tuner = make_tuner(budget_ms)
-    strategy = HPOTunerStrategy(tuner)
-    tuner.update_search_space({label: mutable.as_legacy_dict() for label, mutable in space.simplify().items()})
-    params = tuner.generate_parameters(0)
-    net = space.freeze(params)
-    assert net.net.layers[0].conv_pwl[0].out_channels == params['stage0_out_chs']
-    assert strategy.tuner is tuner
+    tuner = make_tuner(budget_ms, population_size=2, sample_size=1)
+    config = NasExperimentConfig('sequential', 'raw', 'local')
+    config.max_trial_number = 3
+    config.trial_concurrency = 1
+    experiment = NasExperiment(ChannelSpace(ARCH, PRESET), FunctionalEvaluator(_bte_evaluate),
+                               HPOTunerStrategy(tuner), config=config)
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    try:
+        experiment.run(port=port)
+        top = experiment.export_top_models(top_k=1, formatter='dict')[0]
+    finally:
+        experiment.stop()
+    done = [record for record in tuner.history.values() if record['status'] == 'done']
+    assert len(done) == 3
+    assert all(record['latency_ms'] <= budget_ms for record in done)
+    assert top in [record['params'] for record in done]
