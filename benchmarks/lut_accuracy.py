@@ -15,7 +15,11 @@ Prints one JSON object::
     {"n_archs": ..., "additive": {"mape": ..., "acc5": ..., "acc10": ..., "spearman": ...},
      "corrected": {...}, "linear": {...}, "bbssp_linear": {...}, "device": ..., "threads": ..., ...}
 
-``mape``, ``acc5`` and ``acc10`` are in percent. ``measurement`` says how noisy the reference
+``mape``, ``acc5`` and ``acc10`` are in percent. ``drift_compensated`` repeats the comparison
+with the truth rescaled by ``SSBN_0``, measured in every group of whole nets
+(``load_factor`` = its latency now / at profiling time): on a shared machine the load, and
+with it the latency of everything, drifts by 5-10 % between the profiling and the
+evaluation, which no per-op table can know. ``measurement`` says how noisy the reference
 itself is (the median relative IQR of the whole-net runs and the relative change of each
 architecture's median between rounds): a predictor cannot be judged more finely than that.
 
@@ -100,7 +104,9 @@ def main(argv=None) -> int:
         if arch not in seen:
             seen.add(arch)
             archs.append(arch)
-    measured = measure_archs(args.preset, archs, device, batch=args.batch, rounds=rounds)
+    typical = corrected.metadata['bbssp']['typical_ops']
+    ssbn0 = [typical[label] for label in labels]
+    measured = measure_archs(args.preset, archs, device, batch=args.batch, rounds=rounds, reference=ssbn0)
     nets_s = time.time() - started - lut_s - bbssp_s
     evaluation, calibration = measured[:n_archs], measured[n_archs:]
     truth = [m['median_ms'] for m in evaluation]
@@ -117,6 +123,22 @@ def main(argv=None) -> int:
         report['bbssp_linear'] = score(fit_linear_calibration(corrected, calibration_archs, calibration_ms))
         report['n_calibration_archs'] = len(calibration)
     report['mape_gap'] = round(report['additive']['mape'] - report['corrected']['mape'], 3)
+    # the same comparison with the slow drift of the machine taken out: every group of the
+    # whole-net measurements also ran SSBN_0, whose latency at profiling time is known
+    ssbn0_ms = corrected.metadata['bbssp']['ssbn0_ms']
+    compensated = [statistics.median(t / r for t, r in zip(m['round_medians_ms'], m['reference_ms'])) * ssbn0_ms
+                   for m in evaluation]
+
+    def score_compensated(model) -> dict:
+        metrics = prediction_metrics([model.predict(m['arch']) for m in evaluation], compensated)
+        return {key: round(value, 3) if isinstance(value, float) else value for key, value in metrics.items()}
+
+    report['drift_compensated'] = {
+        'additive': score_compensated(plain), 'corrected': score_compensated(corrected),
+        'load_factor': round(statistics.median(r for m in measured for r in m['reference_ms']) / ssbn0_ms, 4),
+    }
+    report['drift_compensated']['mape_gap'] = round(
+        report['drift_compensated']['additive']['mape'] - report['drift_compensated']['corrected']['mape'], 3)
     iqr = [(m['p75_ms'] - m['p25_ms']) / m['median_ms'] for m in measured]
     drift = [abs(m['round_medians_ms'][-1] - m['round_medians_ms'][0]) / m['median_ms']
              for m in measured if len(m['round_medians_ms']) > 1]

@@ -104,7 +104,10 @@ def test_formula_lut_sums_what_the_device_reports(formula_lut):
     call = lut.table[lut.table['layer'] == 'call']
     assert float(call['latency_ms'].iloc[0]) == pytest.approx(device.call_ms)
     archs = _random_archs(4)
-    measured = [m['median_ms'] for m in measure_archs('tiny', archs, device, batch=BATCH)]
+    with_reference = measure_archs('tiny', archs, device, batch=BATCH, rounds=2, reference='skip-skip-skip')
+    reference_ms = measure_archs('tiny', ['skip-skip-skip'], device, batch=BATCH)[0]['median_ms']
+    assert all(m['reference_ms'] == pytest.approx([reference_ms] * 2) for m in with_reference)
+    measured = [m['median_ms'] for m in with_reference]
     predicted = [lut.predict(arch) for arch in archs]
     # with a linear device the sum would be exact; the quadratic cross terms make it an underestimate
     assert all(p < m for p, m in zip(predicted, measured))

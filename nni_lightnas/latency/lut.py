@@ -564,7 +564,7 @@ def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str
 
 
 def measure_archs(space: Any, archs: Iterable[Any], device: Device, *, batch: int, rounds: int = 1,
-                  group_size: int | None = 16,
+                  group_size: int | None = 16, reference: Any = None,
                   on_result: Callable[[int, LatencyResult], None] | None = None) -> list[dict[str, Any]]:
     """Measure whole exported networks, interleaved, ``rounds`` times.
 
@@ -574,6 +574,10 @@ def measure_archs(space: Any, archs: Iterable[Any], device: Device, *, batch: in
     drift of the machine is spread over all architectures rather than biasing some.
     Returns one dict per architecture: ``arch``, ``median_ms`` (median over rounds of the
     per-round medians), ``p25_ms``, ``p75_ms`` (of the first round), ``round_medians_ms``.
+
+    With ``reference`` (an architecture), every group also measures it, and each result
+    gets ``reference_ms``, the reference's median in the same groups, per round: the ratio
+    ``round_medians_ms / reference_ms`` is free of the machine's slow drift.
     """
     import random
 
@@ -583,7 +587,10 @@ def measure_archs(space: Any, archs: Iterable[Any], device: Device, *, batch: in
     archs = [decode_arch(arch, config) for arch in archs]
     input_shape = (batch, config.in_chans, config.input_size, config.input_size)
     nets = [onnx_bytes(LightNet(arch, config), input_shape) for arch in archs]
+    reference_net = None if reference is None else \
+        onnx_bytes(LightNet(decode_arch(reference, config), config), input_shape)
     results: list[list[LatencyResult]] = [[] for _ in archs]
+    reference_ms: list[list[float]] = [[] for _ in archs]
     size = len(archs) if group_size is None else max(1, int(group_size))
     rng = random.Random(0)
     for round_index in range(max(1, rounds)):
@@ -592,16 +599,22 @@ def measure_archs(space: Any, archs: Iterable[Any], device: Device, *, batch: in
             rng.shuffle(order)
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
-            for index, result in zip(chunk, device.measure_group([nets[i] for i in chunk], input_shape)):
+            group = [nets[i] for i in chunk] + ([reference_net] if reference_net is not None else [])
+            measured = device.measure_group(group, input_shape)
+            for index, result in zip(chunk, measured):
                 results[index].append(result)
+                if reference_net is not None:
+                    reference_ms[index].append(measured[-1].median_ms)
                 if on_result is not None:
                     on_result(index, result)
     summary = []
-    for arch, measured in zip(archs, results):
+    for arch, measured, references in zip(archs, results, reference_ms):
         medians = [r.median_ms for r in measured]
         summary.append({'arch': encode_arch(arch), 'median_ms': float(pd.Series(medians).median()),
                         'p25_ms': measured[0].p25_ms, 'p75_ms': measured[0].p75_ms,
                         'round_medians_ms': medians})
+        if reference_net is not None:
+            summary[-1]['reference_ms'] = references
     return summary
 
 
