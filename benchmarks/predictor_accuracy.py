@@ -66,7 +66,39 @@ def markdown(results: list[dict], meta: dict) -> str:
         lines.append(f"| {r['file'].split('_')[0]} | {r['column']} | {r['n_train']} | {r['kind']} | {r['acc10']:.1f} | "
                      f"{r['acc5']:.1f} | {r['mape']:.2f} | {r['spearman']:.3f} | {b['acc10']:.1f} | {b['acc5']:.1f} | "
                      f"{b['mape']:.2f} | {b['spearman']:.3f} | {r['wall_s']:.0f} |")
+    lines += ['', goal_table(results)]
     return '\n'.join(lines) + '\n'
+
+
+def _beats(result: dict) -> bool:
+    """At least as good on every metric and better on one (MAPE lower, others higher)."""
+    base = result['baseline']
+    not_worse = (result['acc10'] >= base['acc10'] and result['acc5'] >= base['acc5'] and
+                 result['mape'] <= base['mape'] and result['spearman'] >= base['spearman'])
+    better = (result['acc10'] > base['acc10'] or result['acc5'] > base['acc5'] or result['mape'] < base['mape']
+              or result['spearman'] > base['spearman'])
+    return not_worse and better
+
+
+def goal_table(results: list[dict]) -> str:
+    """Per column and kind: the issue's goals (acc10 >= 97 at N=100, >= 99 at N=900, rho >= 0.98; beats baseline)."""
+    lines = ['Goals per column (acc10 >= 97% at N=100 and >= 99% at N=900, Spearman >= 0.98 at every N, '
+             'on the Jetson and GPU columns; beating the additive baseline on every metric at every N, everywhere):',
+             '', '| column | kind | goal column | acc10 N=100 | acc10 N=900 | min rho | rho goal | beats baseline at N |',
+             '|---|---|---|---|---|---|---|---|']
+    keys = sorted({(r['column'], r['kind']) for r in results}, key=lambda k: ([r['column'] for r in results].index(k[0]), k[1]))
+    for column, kind in keys:
+        rows = {r['n_train']: r for r in results if r['column'] == column and r['kind'] == kind}
+        acc100 = rows.get(100, {}).get('acc10')
+        acc900 = rows.get(900, {}).get('acc10')
+        min_rho = min(r['spearman'] for r in rows.values())
+        beats = ', '.join(f"{n}:{'yes' if _beats(r) else 'no'}" for n, r in sorted(rows.items()))
+        goal = column in GOAL_COLUMNS
+        ok100 = '' if acc100 is None else f"{acc100:.1f} ({'ok' if acc100 >= 97 else 'miss'})"
+        ok900 = '' if acc900 is None else f"{acc900:.1f} ({'ok' if acc900 >= 99 else 'miss'})"
+        lines.append(f"| {column} | {kind} | {'yes' if goal else 'no'} | {ok100} | {ok900} | {min_rho:.3f} | "
+                     f"{'ok' if min_rho >= 0.98 else 'miss'} | {beats} |")
+    return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--columns', default=None, help='only these device columns (comma-separated)')
     parser.add_argument('--output', default=str(ROOT / 'docs' / 'predictor_accuracy'),
                         help='output path without suffix (.md and .json are written)')
+    parser.add_argument('--render-only', action='store_true',
+                        help='rewrite OUTPUT.md from OUTPUT.json without evaluating anything')
     args = parser.parse_args(argv)
+    output = Path(args.output)
+    if args.render_only:
+        saved = json.loads(output.with_suffix('.json').read_text())
+        output.with_suffix('.md').write_text(markdown(saved['results'], saved['meta']))
+        return 0
     directory = data_dir()
     results = []
     for csv in sorted(directory.glob('*.csv')):
@@ -93,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     meta = {'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'machine': platform.machine(),
             'cpus': os.cpu_count(), 'seed': args.seed, 'python': platform.python_version(),
             'goal_columns': sorted(GOAL_COLUMNS)}
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix('.json').write_text(json.dumps({'meta': meta, 'results': results}, indent=1))
     output.with_suffix('.md').write_text(markdown(results, meta))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..graphs import GraphSpace
-from ._fitting import relative_error, ridge_loo, train_full_batch
+from ._fitting import huber_ridge, relative_error, ridge_loo, train_full_batch
 from .base import FeatureEncoder, LatencyPredictor, register_predictor
 from .mlp import make_mlp
 
@@ -63,7 +63,9 @@ class ResidualEnsemblePredictor(LatencyPredictor):
 
     Options: ``summary_gains`` (gains tried, 0 = one-hot only), ``targets`` (``['ms', 'log']``),
     ``num_members`` (5), ``hidden`` ([64, 64]), ``epochs`` (400), ``lr`` (3e-3),
-    ``weight_decay`` (1e-3), ``min_scale`` (0.05: below it the residual is dropped).
+    ``weight_decay`` (1e-3), ``min_scale`` (0.05: below it the residual is dropped), ``robust``
+    (True: once target, gain and penalty are chosen, the base is refitted with a Huber loss, so
+    a few wild measurements do not pull it; its leave-one-out residuals feed step 2).
 
     Examples
     --------
@@ -79,7 +81,7 @@ class ResidualEnsemblePredictor(LatencyPredictor):
     @classmethod
     def default_options(cls) -> dict[str, Any]:
         return {'summary_gains': [0.0, 1.0, 3.0, 10.0, 30.0, 100.0], 'targets': ['ms', 'log'], 'num_members': 5,
-                'hidden': [64, 64], 'epochs': 400, 'lr': 3e-3, 'weight_decay': 1e-3, 'min_scale': 0.05,
+                'hidden': [64, 64], 'epochs': 400, 'lr': 3e-3, 'weight_decay': 1e-3, 'min_scale': 0.05, 'robust': True,
                 'penalties': [float(v) for v in np.logspace(-4, 4, 17)]}
 
     def _build(self) -> nn.Module:
@@ -110,6 +112,10 @@ class ResidualEnsemblePredictor(LatencyPredictor):
         assert best is not None
         score, gain, target_name, fit, encoder = best
         target = np.log(measured) if target_name == 'log' else measured
+        if options['robust']:
+            with torch.no_grad():
+                features = encoder(probs).double().numpy()
+            fit = huber_ridge(features, target, penalty=fit.penalty)
         residual = target - fit.loo_prediction
         # 2. residual ensemble, cross-fitted
         num_members = int(options['num_members']) if len(measured) >= 2 * max(2, options['num_members']) else 0
