@@ -15,7 +15,10 @@ architecture gets ``T(SSBN_0) + sum_i (T(SSBN_(i<-a_i)) - T(SSBN_0))``.
 Measurement: per layer, ``SSBN_0`` and its swaps at that layer are measured as one group
 with their timed runs interleaved (:meth:`~nni_lightnas.latency.device.Device.measure_group`),
 so a change of machine load hits the base and its variants alike and their differences
-stay accurate. ``rounds > 1`` repeats the whole plan and takes the median difference. With a ``journal`` path every finished measurement is appended at
+stay accurate. Each difference is taken relative to its group's ``SSBN_0`` and scaled to
+the median ``SSBN_0`` of all groups, ``T(SSBN_0) * (T(SSBN_(i<-j)) / T_group(SSBN_0) - 1)``
+(identical on a quiet machine; a group measured under heavier load does not inflate its
+layer's corrections). ``rounds > 1`` repeats the whole plan and takes the median difference. With a ``journal`` path every finished measurement is appended at
 once and a rerun continues where it stopped.
 
 Examples
@@ -203,7 +206,9 @@ def bbssp_correct(lut: LatencyLUT, device: Device, *, space: Any = None,
                         'rows': [done[step['step']] for step in members]})
 
     # differences T(SSBN_(i<-j)) - T(SSBN_0) within each interleaved group
-    deltas: dict[tuple[str, str], list[float]] = {}
+    # (relative to the group's own SSBN_0, then scaled to the median SSBN_0: a group measured
+    # while the machine was slower does not inflate its layer's corrections)
+    ratios: dict[tuple[str, str], list[float]] = {}
     bases: list[float] = []
     for members in groups.values():
         rows = [done[step['step']] for step in members]
@@ -211,8 +216,9 @@ def bbssp_correct(lut: LatencyLUT, device: Device, *, space: Any = None,
         bases.append(base)
         for row in rows:
             if row['kind'] == 'swap':
-                deltas.setdefault((row['layer'], row['op']), []).append(float(row['median_ms']) - base)
+                ratios.setdefault((row['layer'], row['op']), []).append(float(row['median_ms']) / base)
     base_ms = statistics.median(bases)
+    deltas = {key: [(ratio - 1.0) * base_ms for ratio in values] for key, values in ratios.items()}
 
     table = lut.table.copy()
     table['plain_latency_ms'] = table['latency_ms']
