@@ -52,7 +52,8 @@ def test_range_filter_keeps_exactly_the_samples_within_budget(space, lut):
     assert all(lut.predict(s) <= budget for s in kept)
     assert all(lut.predict(s) > budget for s in samples if s not in kept)
     low, high = lut.latency_range()
-    fastest = {label: min(space.candidates[label], key=lambda op, l=label: lut.latency(l, op)) for label in space.labels}
+    fastest = {label: min(space.candidates[label], key=lambda op, l=label: lut.latency(l, op))
+               for label in space.labels}
     assert lut.predict(fastest) == pytest.approx(low)
     assert RangeProfilerFilter(LatencyProfiler(space, lut), min=low + 1e-9)(fastest) is False
     # the filter NNI's random one-shot strategy accepts (a dict of RangeProfilerFilter arguments)

@@ -18,7 +18,8 @@ so a change of machine load hits the base and its variants alike and their diffe
 stay accurate. Each difference is taken relative to its group's ``SSBN_0`` and scaled to
 the median ``SSBN_0`` of all groups, ``T(SSBN_0) * (T(SSBN_(i<-j)) / T_group(SSBN_0) - 1)``
 (identical on a quiet machine; a group measured under heavier load does not inflate its
-layer's corrections). ``rounds > 1`` repeats the whole plan and takes the median difference. With a ``journal`` path every finished measurement is appended at
+layer's corrections). ``rounds > 1`` repeats the whole plan and takes the median
+difference. With a ``journal`` path every finished group of measurements is appended at
 once and a rerun continues where it stopped.
 
 Examples
