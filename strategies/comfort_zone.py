@@ -16,7 +16,8 @@ LightNet step by step and keeps each step only while the *measured* latency stay
 3. among the candidates with ratio <= 1 + tolerance, the one with the most MACs is taken;
    the search stops when none fits or after ``max_steps`` steps;
 4. the final net is measured against the original once more (``final_rounds``); while it is
-   over the tolerance (a lucky measurement let it through), the last step is undone.
+   over the tolerance (a lucky measurement let it through), the last step is undone. When no
+   step is left, the result is the original with ratio 1.
 
 :func:`compare_accuracy` trains the original and the scaled net with one budget on a
 Fashion-MNIST slice and reports both accuracies.
@@ -269,8 +270,12 @@ def comfort_zone_scale(arch: Any, preset: Any, device, *, tolerance: float = 0.0
     final_rounds = 2 * rounds if final_rounds is None else int(final_rounds)
     while True:
         scaled = accepted[-1]
+        if len(accepted) == 1:  # nothing fitted: the original alone
+            medians, _ = _measure_ratios(device, [original], input_shape, final_rounds)
+            medians, ratios = medians * 2, [1.0, 1.0]
+            break
         medians, ratios = _measure_ratios(device, [original, scaled], input_shape, final_rounds)
-        if ratios[1] <= 1 + tolerance or len(accepted) == 1:
+        if ratios[1] <= 1 + tolerance:
             break
         _logger.info('final check: %s is %.2f%% slower; undoing the last step', scaled.describe(),
                      100 * (ratios[1] - 1))
