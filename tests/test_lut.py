@@ -222,3 +222,17 @@ def test_profile_cli_builds_a_resumable_lut_and_a_calibrated_one(tmp_path, capsy
     assert calibrated.metadata['calibration']['num_archs'] == 4
     plain = LatencyLUT.load(path, space='tiny', batch=2)
     assert plain.metadata['complete'] is True
+
+
+def test_parquet_round_trip_or_a_clear_error(formula_lut, tmp_path):
+    path = tmp_path / 'tiny.parquet'
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match='pyarrow'):
+            formula_lut.save(path)
+        return
+    formula_lut.save(path)
+    loaded = LatencyLUT.load(path, space='tiny')
+    assert loaded.metadata == formula_lut.metadata
+    assert loaded.predict('skip-MBK3E3-MBK7E6') == pytest.approx(formula_lut.predict('skip-MBK3E3-MBK7E6'))
