@@ -633,8 +633,8 @@ def detect_space(archs: Sequence[str], *, preset: Any = None) -> GraphSpace:
     if first.startswith('|'):
         return NasBench201GraphSpace()
     tokens = first.split('-')
-    if all(token in FBNET_OPS for token in tokens) and any(token != 'skip' for token in tokens) or (
-            len(tokens) == 22 and all(token in FBNET_OPS for token in tokens)):
+    # 'skip' alone is also a LightNet op: all-skip strings are FBNet only at FBNet's length
+    if all(token in FBNET_OPS for token in tokens) and (len(tokens) == 22 or any(t != 'skip' for t in tokens)):
         return FBNetGraphSpace()
     from nni_lightnas.search_spaces import PRESETS, decode_arch
     try:
