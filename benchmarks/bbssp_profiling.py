@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument('--families', default='inverted_residual,residual')
     parser.add_argument('--selection-size', type=int, default=3)
     parser.add_argument('--lam', type=float, default=1.0)
+    parser.add_argument('--finetune-lr', type=float, default=0.01)
     parser.add_argument('--base-steps', type=int, default=None)
     parser.add_argument('--finetune-steps', type=int, default=None)
     parser.add_argument('--epochs', type=int, default=None, help='search epochs of each space')
@@ -81,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument('--runs', type=int, default=50, help='timed runs per measurement')
     parser.add_argument('--rounds', type=int, default=3, help='measurement rounds of the searched nets')
     parser.add_argument('--output', default=None, help='also write the JSON here')
+    parser.add_argument('--profile-dir', default=str(REPO / 'runs' / 'bench' / 'bbssp_profile'),
+                        help='where the profiling report (report.csv, candidates.json, summary.json) goes')
     args = parser.parse_args(argv)
     # NNI logs to stdout (also at exit): keep stdout for the JSON line alone.
     json_out = os.fdopen(os.dup(1), 'w')
@@ -109,9 +112,11 @@ def main(argv=None) -> int:
 
     config = ProfilingConfig(preset=args.preset, families=tuple(args.families.split(',')),
                              selection_size=args.selection_size, lam=args.lam, base_steps=base_steps,
-                             finetune_steps=finetune_steps, train_limit=3000 if quick else 10000,
+                             finetune_steps=finetune_steps, finetune_learning_rate=args.finetune_lr,
+                             train_limit=3000 if quick else 10000,
                              val_limit=1000 if quick else 2000)
     profile = profile_search_space(config, device)
+    profile.save(args.profile_dir)
     print(f'profiled in {profile.seconds:.0f} s: {profile.family} {profile.candidates}', file=sys.stderr)
 
     full_space = LightNASSpace(args.preset)
