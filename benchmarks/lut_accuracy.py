@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     parser.add_argument('--rounds', type=int, default=None, help='interleaved repeats of each whole-net measurement')
     parser.add_argument('--runs', type=int, default=None, help='timed runs per measurement (100 quick, 200 full)')
     parser.add_argument('--bbssp-rounds', type=int, default=None, help='repeats of the BBSSP plan (1 quick, 2 full)')
+    parser.add_argument('--typical-op', default=None,
+                        help='op of SSBN_0 at every layer (default: per layer the median-latency block)')
     parser.add_argument('--clock', choices=['cpu', 'wall'], default='cpu',
                         help="cpu (default): CPU time of the measuring thread, robust to other processes on a "
                              "shared machine; wall: wall-clock latency (use on a quiet machine)")
@@ -90,7 +92,8 @@ def main(argv=None) -> int:
     plain = build_lut(args.preset, device, batch=args.batch, path=out / 'lut_plain.csv')
     lut_s = time.time() - started
     bbssp_rounds = args.bbssp_rounds or (1 if args.quick else 2)
-    corrected = bbssp_correct(plain, device, rounds=bbssp_rounds, journal=out / f'bbssp_journal_r{bbssp_rounds}.csv')
+    corrected = bbssp_correct(plain, device, rounds=bbssp_rounds, typical_op=args.typical_op,
+                              journal=out / f'bbssp_journal_r{bbssp_rounds}_{args.typical_op or "median"}.csv')
     corrected.save(out / 'lut_bbssp.csv')
     bbssp_s = time.time() - started - lut_s
 
@@ -155,7 +158,7 @@ def main(argv=None) -> int:
     report.update({
         'device': device.name, 'threads': args.threads, 'clock': args.clock, 'batch': args.batch, 'preset': args.preset,
         'runtime': plain.metadata.get('runtime'), 'provider': plain.metadata.get('provider'),
-        'runs': runs, 'rounds': rounds, 'bbssp_rounds': bbssp_rounds, 'seed': args.seed,
+        'runs': runs, 'rounds': rounds, 'bbssp_rounds': bbssp_rounds, 'typical_ops': typical, 'seed': args.seed,
         'seconds': {'lut': round(lut_s, 1), 'bbssp': round(bbssp_s, 1), 'whole_nets': round(nets_s, 1)},
     })
     (out / 'measured_archs.json').write_text(json.dumps(measured, indent=1))
