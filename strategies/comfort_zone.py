@@ -304,10 +304,15 @@ def compare_accuracy(nets: Sequence[ScaledNet], train_data: Dataset, test_data: 
     1
     """
     accuracies = []
+    done: dict[ScaledNet, float] = {}
     for net in nets:
+        if net in done:  # same net, same seed: same accuracy (a scaling that found no room)
+            accuracies.append(done[net])
+            continue
         torch.manual_seed(seed)
         model = net.build()
         train_steps(model, train_data, steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
         accuracies.append(evaluate_accuracy(model, test_data))
+        done[net] = accuracies[-1]
         _logger.info('%s: accuracy %.4f after %d steps', net.describe(), accuracies[-1], steps)
     return accuracies
