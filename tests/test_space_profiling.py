@@ -213,3 +213,24 @@ def test_profile_space_cli(tmp_path):
     assert all(len(ops) == 2 and set(ops) <= {'PLK3', 'PLK5', 'PLK7', 'skip'}
                for ops in summary['candidates'].values())
     assert main(['profile-space', '--preset', 'tiny', '--families', 'vgg', '-o', str(output)]) == 2
+
+
+@pytest.mark.timeout(300)
+def test_lightnas_searches_the_reduced_space(profiled):
+    from nni.nas.experiment import NasExperiment
+
+    from lightnas_helpers import synthetic_loaders
+    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.search import make_search_evaluator
+    from nni_lightnas.strategies import LightNAS
+    result, _, _ = profiled
+    space = result.space()
+    lut = build_lut(space, ParamsDevice(), batch=2)
+    low, high = lut.latency_range()
+    torch.manual_seed(0)
+    train_loader, arch_loader = synthetic_loaders(64, 32)
+    strategy = LightNAS(target_latency_ms=(low + high) / 2, latency_model=lut, warmup_epochs=1, lambda_lr=0.2)
+    NasExperiment(space, make_search_evaluator(train_loader, arch_loader, max_epochs=2), strategy).run()
+    found = strategy.export_result()
+    assert all(found['arch'][label] in ops for label, ops in result.candidates.items())
+    assert found['predicted_ms'] == pytest.approx(lut.predict(found['lightnet']))
