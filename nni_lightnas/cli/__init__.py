@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'measure': ('measure', 'time an ONNX model on a device: median, quartiles, runs, spread'),
     'profile': ('profile', 'build the latency LUT of a space on a device (plain or BBSSP-corrected)'),
     'search': ('search', 'stage 1: one LightNAS search toward a latency target'),
+    'pipeline': ('pipeline', 'the whole job: profile, search, evolve, train, export, measure, report'),
     'evolve': ('evolve', 'stage 2: BTE evolution of a LightNet\'s widths under a latency budget (NNI experiment)'),
     'register': ('register', 'register the LightNASEvolution tuner with NNI (tuner: {name: LightNASEvolution})'),
     'profile-space': ('profile_space', 'BBSSP: profile block families on a device and emit a reduced search space'),

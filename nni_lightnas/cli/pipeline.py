@@ -1,0 +1,27 @@
+"""``nni-lightnas pipeline``: the whole job (profile, search, evolve, train, export, measure, report)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--config', required=True, help='pipeline YAML (e.g. examples/fashion_mnist/pipeline.yml)')
+    parser.add_argument('--quick', action='store_true', help="apply the config's quick: settings")
+    parser.add_argument('--from', dest='from_stage', default=None,
+                        help='rerun from this stage on: profile, search, evolve, train, export, report')
+    parser.add_argument('--run-dir', default=None, help="override the config's run_dir")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nni_lightnas.pipeline import load_pipeline_config, run_pipeline
+    from nni_lightnas.report import final_table
+    config = load_pipeline_config(args.config, quick=args.quick)
+    if args.run_dir:
+        config.run_dir = args.run_dir
+    result = run_pipeline(config, from_stage=args.from_stage, progress=lambda line: print(line, flush=True))
+    table = final_table(result['rows']).drop(columns=['arch'])
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f'{v:.4g}'))
+    print(f"\nreport: {result['report']}")
+    return 0

@@ -1,0 +1,346 @@
+"""The main job: profile -> search -> evolve -> train -> export -> measure -> report, resumable.
+
+:func:`run_pipeline` runs every stage for every target of a :class:`PipelineConfig` in a run
+directory. Each stage writes its artifacts into its own folder and, last, a ``stage.json``
+marker holding the hash of its inputs (its settings and the markers of the stages it reads).
+On a rerun a stage whose marker matches is skipped, so an interrupted run continues at the
+stage it stopped in, and changing one setting reruns only what depends on it;
+``from_stage`` forces a stage and everything after it. Several targets share the one
+profiled device.
+
+Layout of a run directory::
+
+    profile/lut.csv                      the device's latency table (built incrementally)
+    T0.85ms/search/                      arch.json, history.csv, alpha.json, summary.json
+    T0.85ms/evolve/                      trials.jsonl, best.json (stage-2 widths)
+    T0.85ms/train/                       model.pt, metrics.json
+    T0.85ms/export/                      model.onnx, measure.json
+    report/report.html                   figures (PNG) and tables (CSV) beside it
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ['STAGES', 'PipelineConfig', 'run_pipeline', 'load_pipeline_config']
+
+_logger = logging.getLogger(__name__)
+
+STAGES = ('profile', 'search', 'evolve', 'train', 'export', 'report')
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of one pipeline run (one YAML file).
+
+    Attributes
+    ----------
+    run_dir
+        Where every artifact goes.
+    preset
+        Search space preset (Fashion-MNIST shaped presets for the built-in data).
+    device
+        ``local`` or an ``ssh://`` board.
+    target_quantiles, targets_ms
+        Targets as positions in the space's latency range, or in ms (``targets_ms`` wins).
+    profile, search, evolve, train, measure
+        Per-stage settings (see ``examples/fashion_mnist/pipeline.yml``).
+    """
+
+    run_dir: str = 'runs/fashion_mnist'
+    preset: str = 'fashion_mnist'
+    device: str = 'local'
+    data_dir: str | None = None
+    target_quantiles: list[float] = field(default_factory=lambda: [0.4])
+    targets_ms: list[float] | None = None
+    profile: dict[str, Any] = field(default_factory=lambda: {'runs': 100, 'warmup': 10, 'threads': 1})
+    search: dict[str, Any] = field(default_factory=lambda: {'epochs': 8, 'warmup_epochs': 2, 'train_limit': 10000,
+                                                            'batch_size': 128, 'lambda_lr': 0.01})
+    evolve: dict[str, Any] = field(default_factory=lambda: {'max_trials': 12, 'population_size': 6,
+                                                            'sample_size': 3, 'batches': 40, 'data_limit': 5000})
+    train: dict[str, Any] = field(default_factory=lambda: {'epochs': 3, 'train_limit': 20000, 'batch_size': 128,
+                                                           'learning_rate': 0.05, 'test_limit': None})
+    measure: dict[str, Any] = field(default_factory=lambda: {'runs': 200, 'rounds': 3})
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, quick: bool = False) -> 'PipelineConfig':
+        data = dict(data)
+        quick_overrides = data.pop('quick', {}) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f'unknown pipeline settings {sorted(unknown)}; accepted: {sorted(known)} and quick')
+        config = cls()
+        for key, value in data.items():
+            setattr(config, key, {**getattr(config, key), **value} if isinstance(getattr(config, key), dict)
+                    and isinstance(value, dict) else value)
+        if quick:
+            for key, value in quick_overrides.items():
+                current = getattr(config, key)
+                setattr(config, key, {**current, **value} if isinstance(current, dict) else value)
+        return config
+
+
+def load_pipeline_config(path: str | Path, *, quick: bool = False) -> PipelineConfig:
+    """Read a pipeline YAML file; ``quick`` applies its ``quick:`` section."""
+    import yaml
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'pipeline config {path} does not exist')
+    return PipelineConfig.from_dict(yaml.safe_load(path.read_text()) or {}, quick=quick)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _Stage:
+    """One stage's folder and marker."""
+
+    def __init__(self, directory: Path, inputs: Any):
+        self.directory = directory
+        self.inputs_hash = _digest(inputs)
+        self.marker = directory / 'stage.json'
+
+    def done(self) -> bool:
+        if not self.marker.is_file():
+            return False
+        return json.loads(self.marker.read_text()).get('inputs_hash') == self.inputs_hash
+
+    def finish(self, outputs: dict[str, Any], seconds: float) -> None:
+        # A fresh run id per execution: stages downstream hash it, so they rerun after this one reran.
+        self.marker.write_text(json.dumps({'inputs_hash': self.inputs_hash, 'run_id': uuid.uuid4().hex,
+                                           'outputs': outputs,
+                                           'seconds': seconds, 'finished': time.strftime('%Y-%m-%dT%H:%M:%S')},
+                                          indent=2, default=float))
+
+    def outputs(self) -> dict[str, Any]:
+        """The stage's outputs, with ``_hash`` identifying this execution for the stages downstream."""
+        marker = json.loads(self.marker.read_text())
+        return {**marker['outputs'], '_hash': f"{marker['inputs_hash']}:{marker['run_id']}"}
+
+
+def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline; returns the final table as a list of dicts per target.
+
+    Examples
+    --------
+    >>> from nni_lightnas.pipeline import load_pipeline_config, run_pipeline  # doctest: +SKIP
+    >>> run_pipeline(load_pipeline_config('examples/fashion_mnist/pipeline.yml', quick=True))  # doctest: +SKIP
+    """
+    if from_stage is not None and from_stage not in STAGES:
+        raise ValueError(f'unknown stage {from_stage!r}; accepted: {", ".join(STAGES)}')
+    say = progress or (lambda message: _logger.info('%s', message))
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / 'pipeline.json').write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    forced = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
+    executed: list[str] = []
+
+    def stage(name: str, directory: Path, inputs: Any, body: Callable[[Path], dict[str, Any]],
+              label: str = '') -> dict[str, Any]:
+        state = _Stage(directory, inputs)
+        title = f'{name}{" " + label if label else ""}'
+        if name not in forced and state.done():
+            say(f'[skip] {title}: done ({state.marker})')
+            return state.outputs()
+        if state.marker.exists():
+            state.marker.unlink()
+        directory.mkdir(parents=True, exist_ok=True)
+        say(f'[run]  {title} ...')
+        start = time.perf_counter()
+        outputs = body(directory)
+        seconds = time.perf_counter() - start
+        state.finish(outputs, seconds)
+        executed.append(title)
+        say(f'[done] {title} in {seconds:.1f} s')
+        return state.outputs()
+
+    profile_out = stage('profile', run_dir / 'profile',
+                        {'preset': config.preset, 'device': config.device, **config.profile},
+                        lambda d: _profile(config, d))
+    from .latency.lut import LatencyLUT
+    lut = LatencyLUT.load(profile_out['lut'], space=config.preset)
+    fastest_ms, slowest_ms = lut.latency_range()
+    targets = config.targets_ms or [round(fastest_ms + q * (slowest_ms - fastest_ms), 4)
+                                    for q in config.target_quantiles]
+    rows, export_hashes = [], []
+    for target_ms in targets:
+        base = run_dir / f'T{target_ms:g}ms'
+        label = f'(target {target_ms:g} ms)'
+        search_out = stage('search', base / 'search',
+                           {'target': target_ms, 'lut': profile_out['_hash'], 'seed': config.seed, **config.search},
+                           lambda d: _search(config, target_ms, lut, d), label)
+        evolve_out = stage('evolve', base / 'evolve',
+                           {'search': search_out['_hash'], 'seed': config.seed, **config.evolve},
+                           lambda d: _evolve(config, target_ms, search_out['arch'], int(lut.metadata.get('batch', 1)),
+                                             d), label)
+        train_out = stage('train', base / 'train', {'evolve': evolve_out['_hash'], **config.train},
+                          lambda d: _train(config, search_out['arch'], evolve_out['widths'], d), label)
+        export_out = stage('export', base / 'export', {'train': train_out['_hash'], **config.measure},
+                           lambda d: _export_and_measure(config, search_out['arch'], evolve_out['widths'],
+                                                         Path(train_out['weights']), lut, d), label)
+        export_hashes.append(export_out['_hash'])
+        rows.append({'target_ms': target_ms, 'arch': search_out['arch'],
+                     'predicted_ms': search_out['predicted_ms'], 'widths': evolve_out['widths'],
+                     'evolved_predicted_ms': evolve_out.get('latency_ms'),
+                     'measured_ms': export_out['median_ms'], 'measured_p25_ms': export_out['p25_ms'],
+                     'measured_p75_ms': export_out['p75_ms'], 'test_acc': train_out['test_acc'],
+                     'params_m': train_out['params_m'], 'flops_m': train_out.get('flops_m'),
+                     'onnx': export_out['onnx'], 'device': config.device, 'batch': export_out['batch'],
+                     'run_dir': str(base)})
+    report_out = stage('report', run_dir / 'report', {'rows': rows, 'exports': export_hashes},
+                       lambda d: _report(config, rows, lut, d))
+    return {'rows': rows, 'report': report_out['html'], 'executed': executed}
+
+
+# ------------------------------------------------------------------------ the stages
+def _make_device(config: PipelineConfig):
+    from .latency import LocalDevice
+    options = {'num_runs': int(config.profile.get('runs', 100)), 'num_warmup_runs': int(config.profile.get('warmup', 10)),
+               'threads': int(config.profile.get('threads', 1))}
+    if config.device == 'local':
+        return LocalDevice(**options)
+    from .latency.devices import make_device
+    return make_device(config.device, **options)
+
+
+def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
+    from .latency.lut import build_lut
+    lut = build_lut(config.preset, _make_device(config), path=directory / 'lut.csv',
+                    batch=config.profile.get('batch'))
+    return {'lut': str(directory / 'lut.csv'), 'range_ms': list(lut.latency_range())}
+
+
+def _search(config: PipelineConfig, target_ms: float, lut, directory: Path) -> dict[str, Any]:
+    from .search import SearchConfig, run_search
+    settings = {key: value for key, value in config.search.items()}
+    search_config = SearchConfig(preset=config.preset, target_ms=target_ms, seed=config.seed,
+                                 data_dir=config.data_dir, **settings)
+    summary = run_search(search_config, lut, directory)
+    return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds']}
+
+
+def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, directory: Path) -> dict[str, Any]:
+    settings = dict(config.evolve)
+    # The stage-2 latency model times the same batch as the LUT, so the budget means the same thing.
+    latency_args = {'batch_size': batch, **settings.pop('latency_args', {})}
+    command = [sys.executable, '-m', 'nni_lightnas', 'evolve', '--in-process', '--lightnet', arch,
+               '--preset', config.preset, '--budget-ms', str(target_ms), '--output', str(directory),
+               '--seed', str(config.seed), '--latency', str(settings.pop('latency', 'flops')),
+               '--latency-args', json.dumps(latency_args)]
+    for key, value in settings.items():
+        command += [f'--{key.replace("_", "-")}', str(value)]
+    if config.data_dir:
+        command += ['--data-dir', config.data_dir]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f'evolve stage failed ({completed.returncode}): {completed.stderr[-2000:]}')
+    trials, best = [], None
+    for line in completed.stdout.splitlines():
+        if not line.startswith('{'):
+            continue
+        record = json.loads(line)
+        if 'best' in record:
+            best = record['best']
+        elif 'trial' in record:
+            trials.append(record)
+    (directory / 'trials.jsonl').write_text(''.join(json.dumps(t) + '\n' for t in trials))
+    if not best:
+        raise RuntimeError(f'evolve stage reported no best candidate; output: {completed.stdout[-2000:]}')
+    widths = best.get('params') or best.get('parameters') or {}
+    (directory / 'best.json').write_text(json.dumps(best, indent=2, default=float))
+    return {'widths': widths, 'latency_ms': best.get('latency_ms'), 'score': best.get('score', best.get('default')),
+            'num_trials': len(trials)}
+
+
+def _build_net(config: PipelineConfig, arch: str, widths: dict[str, Any]):
+    from .search_spaces import LightNet
+    from .search_spaces.channel_space import widths_from_sample
+    mid_chs, stage_out_chs = widths_from_sample(arch, config.preset, widths)
+    return LightNet(arch, config.preset, mid_chs=mid_chs, stage_out_chs=stage_out_chs)
+
+
+def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory: Path) -> dict[str, Any]:
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .data import load_fashion_mnist
+    from .search import CosineSGDClassificationModule
+    settings = config.train
+    torch.manual_seed(config.seed)
+    net = _build_net(config, arch, widths)
+    module = CosineSGDClassificationModule(learning_rate=float(settings.get('learning_rate', 0.05)),
+                                           num_classes=net.config.num_classes)
+    module.set_model(net)
+    train_data = load_fashion_mnist('train', config.data_dir, limit=settings.get('train_limit'))
+    test_data = load_fashion_mnist('test', config.data_dir, limit=settings.get('test_limit'))
+    batch_size = int(settings.get('batch_size', 128))
+    trainer = pl.Trainer(max_epochs=int(settings.get('epochs', 3)), accelerator='cpu', devices=1, logger=False,
+                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=True,
+                         num_sanity_val_steps=0)
+    trainer.fit(module, DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True))
+    metrics = trainer.validate(module, DataLoader(test_data, batch_size=512), verbose=False)[0]
+    weights = directory / 'model.pt'
+    torch.save(net.state_dict(), weights)
+    params_m = sum(p.numel() for p in net.parameters()) / 1e6
+    from .flops import count_macs_params
+    flops_m = count_macs_params(net, (1, *net.input_shape)).flops_m
+    result = {'weights': str(weights), 'test_acc': float(metrics['val_acc']), 'test_loss': float(metrics['val_loss']),
+              'params_m': params_m, 'flops_m': flops_m}
+    (directory / 'metrics.json').write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _export_and_measure(config: PipelineConfig, arch: str, widths: dict[str, Any], weights: Path, lut,
+                        directory: Path) -> dict[str, Any]:
+    import torch
+
+    from .export import check_onnx_parity, export_onnx
+    net = _build_net(config, arch, widths)
+    net.load_state_dict(torch.load(weights))
+    batch = int(lut.metadata.get('batch', 32))
+    input_shape = (batch, *net.input_shape)
+    onnx_path = export_onnx(net, directory / 'model.onnx', input_shape)
+    check_onnx_parity(net, onnx_path, input_shape)
+    device = _make_device(config)
+    device.num_runs = int(config.measure.get('runs', 200))
+    medians, first = [], None
+    for _ in range(int(config.measure.get('rounds', 3))):
+        result = device.measure(onnx_path)
+        first = first or result
+        medians.append(result.median_ms)
+    medians.sort()
+    measured = {'onnx': str(onnx_path), 'batch': batch, 'median_ms': medians[len(medians) // 2],
+                'p25_ms': first.p25_ms, 'p75_ms': first.p75_ms, 'round_medians_ms': medians,
+                'device': first.device, 'runtime': first.runtime, 'provider': first.provider,
+                'threads': first.threads, 'facts': first.facts}
+    (directory / 'measure.json').write_text(json.dumps(measured, indent=2, default=str))
+    return measured
+
+
+def _report(config: PipelineConfig, rows: list[dict[str, Any]], lut, directory: Path) -> dict[str, Any]:
+    from .report import write_report
+    path = write_report(Path(config.run_dir), rows, lut, directory)
+    return {'html': str(path)}
+
+
+def clean_stage(run_dir: str | Path, stage_name: str) -> None:
+    """Remove a stage's folders (all targets) so it reruns from scratch."""
+    run_dir = Path(run_dir)
+    for marker in run_dir.glob(f'**/{stage_name}/stage.json'):
+        shutil.rmtree(marker.parent)

@@ -1,0 +1,159 @@
+"""The HTML report of a pipeline run: figures (matplotlib) and tables (pandas), self-contained.
+
+:func:`write_report` reads a run directory and writes, into the report folder,
+``report.html`` (figures embedded as base64 PNG, so the file stands alone), the PNG files,
+and ``final.csv``. Figures:
+
+* latency model vs measured (parity plot over the final nets);
+* lambda and the argmax latency against the target over the search;
+* alpha heatmap per layer (softmax(alpha) of the search);
+* evolution scatter: BTE score vs latency, the budget line and the chosen net.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+__all__ = ['write_report', 'final_table']
+
+_logger = logging.getLogger(__name__)
+
+
+def final_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The final table: target, predicted, measured with spread, accuracy, params, FLOPs."""
+    table = pd.DataFrame([{
+        'target_ms': row['target_ms'], 'predicted_ms': row['predicted_ms'],
+        'evolved_pred_ms': row.get('evolved_predicted_ms'),
+        'measured_ms': row['measured_ms'], 'measured_iqr_ms': row['measured_p75_ms'] - row['measured_p25_ms'],
+        'measured_vs_target_pct': 100 * (row['measured_ms'] / row['target_ms'] - 1),
+        'test_acc_pct': 100 * row['test_acc'], 'params_m': row['params_m'], 'flops_m': row.get('flops_m'),
+        'batch': row['batch'], 'device': row['device'], 'arch': row['arch']} for row in rows])
+    return table
+
+
+def _png(figure, path: Path) -> str:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _parity(rows, directory: Path) -> str:
+    figure, axis = plt.subplots(figsize=(4.5, 4.2))
+    predicted = [row.get('evolved_predicted_ms') or row['predicted_ms'] for row in rows]
+    measured = [row['measured_ms'] for row in rows]
+    errors = [[row['measured_ms'] - row['measured_p25_ms'] for row in rows],
+              [row['measured_p75_ms'] - row['measured_ms'] for row in rows]]
+    axis.errorbar(predicted, measured, yerr=errors, fmt='o', color='tab:blue', label='final nets (IQR)')
+    low, high = min(predicted + measured) * 0.9, max(predicted + measured) * 1.1
+    axis.plot([low, high], [low, high], '--', color='grey', label='y = x')
+    axis.set_xlabel('latency model (ms)')
+    axis.set_ylabel('measured median (ms)')
+    axis.set_title('Latency model vs measured')
+    axis.legend()
+    return _png(figure, directory / 'parity.png')
+
+
+def _search_curves(histories: dict[float, pd.DataFrame], directory: Path) -> str:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for target, history in histories.items():
+        line, = left.plot(history['epoch'], history['argmax_ms'], marker='o', label=f'argmax, T={target:g}')
+        left.axhline(target, color=line.get_color(), linestyle='--', linewidth=1)
+        right.plot(history['epoch'], history['lambda'], marker='o', label=f'T={target:g}')
+    left.set_xlabel('epoch')
+    left.set_ylabel('latency (ms)')
+    left.set_title('Latency of the argmax arch vs target (dashed)')
+    left.legend(fontsize=7)
+    right.set_xlabel('epoch')
+    right.set_ylabel('lambda')
+    right.set_title('Learned multiplier lambda')
+    right.axhline(0, color='grey', linewidth=0.8)
+    return _png(figure, directory / 'search.png')
+
+
+def _alpha_heatmap(alpha: dict[str, dict[str, float]], target: float, directory: Path) -> str:
+    labels = list(alpha)
+    ops = list(next(iter(alpha.values())))
+    matrix = [[alpha[label].get(op, 0.0) for op in ops] for label in labels]
+    figure, axis = plt.subplots(figsize=(6, 0.35 * len(labels) + 1.5))
+    image = axis.imshow(matrix, cmap='viridis', aspect='auto')
+    axis.set_xticks(range(len(ops)), ops, rotation=45, ha='right')
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_title(f'softmax(alpha) per layer, T={target:g} ms')
+    figure.colorbar(image, ax=axis)
+    return _png(figure, directory / f'alpha_T{target:g}.png')
+
+
+def _evolution_scatter(trials_by_target: dict[float, list[dict]], rows, directory: Path) -> str:
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    for row in rows:
+        trials = trials_by_target.get(row['target_ms'], [])
+        points = [(t.get('latency_ms'), t.get('default')) for t in trials
+                  if t.get('latency_ms') is not None and t.get('default') is not None]
+        if points:
+            scatter = axis.scatter([p[0] for p in points], [p[1] for p in points], alpha=0.7,
+                                   label=f'candidates, T={row["target_ms"]:g}')
+            axis.axvline(row['target_ms'], color=scatter.get_facecolor()[0], linestyle='--', linewidth=1)
+            best = max(points, key=lambda p: p[1])
+            axis.scatter([best[0]], [best[1]], marker='*', s=220, color='red', zorder=3)
+    axis.set_xlabel('latency (ms, stage-2 latency model)')
+    axis.set_ylabel('BTE score')
+    axis.set_title('Stage 2: BTE score vs latency (budget dashed, chosen *)')
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7)
+    return _png(figure, directory / 'evolution.png')
+
+
+def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: Path) -> Path:
+    """Write ``report.html`` (and its PNG/CSV files) for the rows of a pipeline run.
+
+    Examples
+    --------
+    >>> write_report(Path('runs/fashion_mnist'), rows, lut, Path('runs/fashion_mnist/report'))  # doctest: +SKIP
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    table = final_table(rows)
+    table.to_csv(directory / 'final.csv', index=False)
+    histories, trials, alphas = {}, {}, {}
+    for row in rows:
+        base = Path(row['run_dir'])
+        histories[row['target_ms']] = pd.read_csv(base / 'search' / 'history.csv')
+        alphas[row['target_ms']] = json.loads((base / 'search' / 'alpha.json').read_text())
+        trials_file = base / 'evolve' / 'trials.jsonl'
+        trials[row['target_ms']] = [json.loads(line) for line in trials_file.read_text().splitlines()
+                                    if line.strip()] if trials_file.is_file() else []
+    figures = [('Latency model vs measured', _parity(rows, directory)),
+               ('Search: latency and lambda', _search_curves(histories, directory))]
+    figures += [(f'Architecture probabilities, target {target:g} ms', _alpha_heatmap(alpha, target, directory))
+                for target, alpha in alphas.items()]
+    figures.append(('Stage 2 evolution', _evolution_scatter(trials, rows, directory)))
+    meta = lut.metadata
+    facts = {key: meta.get(key) for key in ('device', 'runtime', 'provider', 'threads', 'batch', 'date')
+             if meta.get(key) is not None}
+    parts = ['<!DOCTYPE html><html><head><meta charset="utf-8"><title>nni-lightnas report</title>',
+             '<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}'
+             'td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img{max-width:100%;margin:1em 0}</style>',
+             '</head><body>', f'<h1>nni-lightnas run: {html.escape(str(run_dir))}</h1>',
+             '<h2>Final networks</h2>',
+             table.to_html(index=False, float_format=lambda v: f'{v:.4g}', border=0, table_id='final-table'),
+             '<h2>Device</h2><ul>' + ''.join(f'<li>{html.escape(k)}: {html.escape(str(v))}</li>'
+                                             for k, v in facts.items()) + '</ul>']
+    for title, encoded in figures:
+        parts.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
+                     f'src="data:image/png;base64,{encoded}">')
+    parts.append('</body></html>')
+    path = directory / 'report.html'
+    path.write_text('\n'.join(parts))
+    _logger.info('report written to %s', path)
+    return path

@@ -1,0 +1,118 @@
+"""The main job end to end on a Fashion-MNIST slice: run, resume after a kill, and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY_CONFIG = """
+run_dir: {run_dir}
+preset: tiny
+target_quantiles: [0.4]
+profile: {{runs: 10, warmup: 2}}
+search: {{epochs: 2, warmup_epochs: 1, train_limit: 512, batch_size: 64}}
+evolve: {{max_trials: 2, population_size: 2, sample_size: 1, batches: 4, last: 2, data_limit: 256}}
+train: {{epochs: 1, train_limit: 512, test_limit: 512, batch_size: 64}}
+measure: {{runs: 10, rounds: 1}}
+"""
+
+
+def _pipeline(config: Path, *extra: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'nni_lightnas', 'pipeline', '--config', str(config), *extra],
+                          capture_output=True, text=True, timeout=900, **kwargs)
+
+
+def _markers(run_dir: Path) -> dict[str, float]:
+    return {str(path.relative_to(run_dir)): path.stat().st_mtime_ns for path in run_dir.glob('**/stage.json')}
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp('pipeline') / 'run'
+    config = run_dir.parent / 'pipeline.yml'
+    config.write_text(TINY_CONFIG.format(run_dir=run_dir))
+    completed = _pipeline(config)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return run_dir, config, completed.stdout
+
+
+def test_pipeline_runs_every_stage_and_writes_artifacts(finished_run):
+    run_dir, _, stdout = finished_run
+    for stage in ('profile', 'search', 'evolve', 'train', 'export', 'report'):
+        assert f'[done] {stage}' in stdout
+    target_dir = next(run_dir.glob('T*ms'))
+    summary = json.loads((target_dir / 'search' / 'summary.json').read_text())
+    assert summary['epochs'] == 2 and len(summary['arch'].split('-')) == 3
+    measured = json.loads((target_dir / 'export' / 'measure.json').read_text())
+    assert measured['median_ms'] > 0 and measured['batch'] == 32
+    assert (target_dir / 'export' / 'model.onnx').stat().st_size > 1000
+    metrics = json.loads((target_dir / 'train' / 'metrics.json').read_text())
+    assert 0 <= metrics['test_acc'] <= 1 and metrics['params_m'] > 0
+    assert 'report:' in stdout and 'measured_ms' in stdout  # the final table is printed
+    assert (run_dir / 'report' / 'report.html').is_file() and (run_dir / 'report' / 'final.csv').is_file()
+
+
+def test_rerun_skips_everything_and_a_killed_run_resumes_at_its_stage(finished_run):
+    run_dir, config, _ = finished_run
+    before = _markers(run_dir)
+    again = _pipeline(config)
+    assert again.returncode == 0
+    assert '[run]' not in again.stdout and again.stdout.count('[skip]') == 6
+    assert _markers(run_dir) == before
+
+    # Rerun from 'train', kill it once training has started, then resume.
+    process = subprocess.Popen([sys.executable, '-m', 'nni_lightnas', 'pipeline', '--config', str(config),
+                                '--from', 'train'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    train_marker = next(run_dir.glob('T*ms')) / 'train' / 'stage.json'
+    deadline = time.time() + 300
+    while train_marker.exists() and time.time() < deadline:  # the forced stage drops its marker first
+        time.sleep(0.2)
+    assert not train_marker.exists()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = _pipeline(config)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for stage in ('profile', 'search', 'evolve'):
+        assert f'[skip] {stage}' in resumed.stdout
+    for stage in ('train', 'export', 'report'):
+        assert f'[run]  {stage}' in resumed.stdout
+    after = _markers(run_dir)
+    finished_before = [key for key in before if key.split('/')[-2] in ('profile', 'search', 'evolve')]
+    assert all(after[key] == before[key] for key in finished_before)
+
+
+def _chromium() -> str | None:
+    for name in ('chromium', 'chromium-browser', 'google-chrome'):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason='chromium not installed (scripts/setup.sh --test installs it)')
+def test_report_renders_in_headless_chromium(finished_run, tmp_path):
+    import matplotlib.image
+    run_dir, _, _ = finished_run
+    report = run_dir / 'report' / 'report.html'
+    flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+             '--disable-background-networking', '--disable-component-update', '--disable-sync',
+             f'--user-data-dir={tmp_path / "profile"}']
+    screenshot = tmp_path / 'report.png'
+    subprocess.run([_chromium(), *flags, f'--screenshot={screenshot}', '--window-size=1200,2400',
+                    report.as_uri()], capture_output=True, timeout=120, env={**os.environ, 'HOME': str(tmp_path)})
+    assert screenshot.is_file() and screenshot.stat().st_size > 20_000
+    pixels = matplotlib.image.imread(str(screenshot))
+    assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1100
+    non_white = (pixels[..., :3] < 0.95).any(axis=-1).mean()
+    assert non_white > 0.05  # figures and table drew something, not a blank page
+    dom = subprocess.run([_chromium(), *flags, '--dump-dom', report.as_uri()], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, 'HOME': str(tmp_path)}).stdout
+    assert dom.count('<img') >= 4 and 'data:image/png;base64,' in dom
+    assert 'id="final-table"' in dom and 'measured_ms' in dom
