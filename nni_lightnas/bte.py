@@ -32,11 +32,11 @@ __all__ = ['DEFAULT_BATCHES', 'DEFAULT_LAST', 'DEFAULT_BATCH_SIZE', 'DEFAULT_OPT
 _logger = logging.getLogger(__name__)
 
 #: Defaults, chosen with ``benchmarks/bte_rank.py`` (see ``docs/evolution.md``).
-DEFAULT_BATCHES = 40
+DEFAULT_BATCHES = 20
 DEFAULT_LAST = 10
 DEFAULT_BATCH_SIZE = 64
-DEFAULT_OPTIMIZER = 'sgd'
-DEFAULT_LR = 0.1
+DEFAULT_OPTIMIZER = 'adam'
+DEFAULT_LR = 1e-3
 DEFAULT_METRIC = 'loss'
 
 METRICS = ('accuracy', 'loss')
