@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine, then run the main job on Fashion-MNIST with this
-# machine's CPU as the device: profile the device (latency LUT, resumable), then one LightNAS
-# search toward a latency target. Results go to runs/main/. Extra arguments go to the search.
+# Set up everything on a fresh machine, then run the main job: the quick pipeline on Fashion-MNIST
+# with this machine's CPU as the device (profile -> LightNAS search -> BTE evolution -> training ->
+# ONNX export -> measurement -> report). Results and report.html go to runs/fashion_mnist_quick/.
+# Extra arguments go to `nni-lightnas pipeline` (e.g. --from search). Drop --quick for real results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-run_dir=${RUN_DIR:-runs/main}
-mkdir -p "$run_dir"
-.venv/bin/nni-lightnas profile --preset fashion_mnist --device local --output "$run_dir/lut.csv"
-.venv/bin/nni-lightnas search --preset fashion_mnist --latency "$run_dir/lut.csv" --target-quantile 0.4 \
-    --epochs 8 --warmup-epochs 2 --output "$run_dir/search" "$@"
-echo "results in $run_dir/search (summary.json, arch.json, history.csv)"
+exec .venv/bin/nni-lightnas pipeline --config examples/fashion_mnist/pipeline.yml --quick "$@"
