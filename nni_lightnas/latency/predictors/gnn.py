@@ -59,9 +59,15 @@ class GCNNet(nn.Module):
             self.node_mean.copy_(nodes.mean(0))
             self.node_std.copy_(nodes.std(0).clamp_min(1e-3))
 
-    def standardised(self, probs: torch.Tensor) -> torch.Tensor:
+    def graphs(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised node features and adjacency of soft architectures."""
         nodes = (self.space.node_features(probs) - self.node_mean) / self.node_std
-        adjacency = self.space.adjacency(probs)
+        return nodes, self.space.adjacency(probs)
+
+    def standardised(self, probs: torch.Tensor) -> torch.Tensor:
+        return self.from_graphs(*self.graphs(probs))
+
+    def from_graphs(self, nodes: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
         hidden = torch.relu(self.embed(nodes))
         for layer in self.layers:
             hidden = layer(hidden, adjacency)
@@ -85,7 +91,8 @@ class GNNPredictor(LatencyPredictor):
     op probabilities, so soft architectures give gradients.
 
     Options: ``width`` (64), ``num_layers`` (3), ``epochs`` (400), ``lr`` (3e-3),
-    ``weight_decay`` (1e-4), ``log_target`` (True).
+    ``weight_decay`` (1e-4), ``log_target`` (True), ``max_graph_passes`` (150,000: full-batch
+    epochs are capped at this many graphs in all, 166 epochs for 900 architectures).
 
     Examples
     --------
@@ -101,7 +108,8 @@ class GNNPredictor(LatencyPredictor):
 
     @classmethod
     def default_options(cls) -> dict[str, Any]:
-        return {'width': 64, 'num_layers': 3, 'epochs': 400, 'lr': 3e-3, 'weight_decay': 1e-4, 'log_target': True}
+        return {'width': 64, 'num_layers': 3, 'epochs': 400, 'lr': 3e-3, 'weight_decay': 1e-4, 'log_target': True,
+                'max_graph_passes': 150_000}
 
     def _build(self) -> nn.Module:
         return GCNNet(self.space, width=self.options['width'], num_layers=self.options['num_layers'],
@@ -114,16 +122,24 @@ class GNNPredictor(LatencyPredictor):
         net.target_mean.fill_(float(target.mean()))
         net.target_std.fill_(float(target.std().clamp_min(1e-6)))
         standardised = (target - net.target_mean) / net.target_std
-        loss = train_full_batch(_Standardised(net), probs, standardised, epochs=self.options['epochs'],
+        with torch.no_grad():  # the training graphs are fixed: build them once
+            nodes, adjacency = net.graphs(probs)
+        # full-batch epochs, capped so that large training sets keep the fit within CPU seconds
+        epochs = max(1, min(int(self.options['epochs']), -(-int(self.options['max_graph_passes']) // len(target))))
+        self.fit_info['epochs'] = epochs
+        loss = train_full_batch(_FixedGraphs(net, adjacency), nodes, standardised, epochs=epochs,
                                 lr=self.options['lr'], weight_decay=self.options['weight_decay'])
         self.module = net
         self.fit_info['train_loss'] = loss
 
 
-class _Standardised(nn.Module):
-    def __init__(self, net: GCNNet):
+class _FixedGraphs(nn.Module):
+    """Training view: node features in, standardised target out, adjacency fixed."""
+
+    def __init__(self, net: GCNNet, adjacency: torch.Tensor):
         super().__init__()
         self.net = net
+        self.adjacency = adjacency
 
-    def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        return self.net.standardised(probs)
+    def forward(self, nodes: torch.Tensor) -> torch.Tensor:
+        return self.net.from_graphs(nodes, self.adjacency)
