@@ -9,7 +9,13 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('model', help='ONNX file (exported with a fixed input shape, batch included)')
     parser.add_argument('--device', default='local',
-                        help="'local' (ONNX Runtime here) or 'ssh://[user@]host[:port]' (default local)")
+                        help="'local' (ONNX Runtime here), 'ssh://[user@]host[:port]' (a board), or several "
+                             'boards joined by commas (a pool); default local')
+    parser.add_argument('--ssh-identity', default=None, help='ssh:// devices: private key (ssh -i)')
+    parser.add_argument('--ssh-option', action='append', default=[], metavar='NAME=VALUE',
+                        help='ssh:// devices: extra ssh -o option (repeatable)')
+    parser.add_argument('--remote-python', default=None,
+                        help="ssh:// devices: the board's python3 that has onnxruntime (default python3)")
     parser.add_argument('--runs', type=int, default=100, help='timed runs (default 100)')
     parser.add_argument('--warmup', type=int, default=10, help='untimed warm-up runs (default 10)')
     parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
@@ -35,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f'--repeat must be >= 1, got {args.repeat}')
     device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
                          **({'clock': args.clock} if args.clock != 'wall' else {}),
-                         max_iqr_ratio=args.max_iqr_ratio, max_attempts=args.max_attempts)
+                         max_iqr_ratio=args.max_iqr_ratio, max_attempts=args.max_attempts,
+                         identity_file=args.ssh_identity, ssh_options=args.ssh_option or None,
+                         remote_python=args.remote_python)
     results = []
     for _ in range(args.repeat):
         result = device.measure(args.model)
