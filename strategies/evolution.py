@@ -468,9 +468,7 @@ class LightNASEvolution(Tuner):
         _logger.info('resumed from %s: %d results, population %d', path, self.num_results, len(self.population))
 
     def load_checkpoint(self) -> None:  # NNI hook (nnictl resume)
-        path = self.state_path
-        if path is not None and path.is_file():
-            self.load_state(path)
+        self._restore_once()
 
     def save_checkpoint(self) -> None:  # NNI hook
         self.save_state()
