@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import time
@@ -338,9 +337,3 @@ def _report(config: PipelineConfig, rows: list[dict[str, Any]], lut, directory: 
     path = write_report(Path(config.run_dir), rows, lut, directory)
     return {'html': str(path)}
 
-
-def clean_stage(run_dir: str | Path, stage_name: str) -> None:
-    """Remove a stage's folders (all targets) so it reruns from scratch."""
-    run_dir = Path(run_dir)
-    for marker in run_dir.glob(f'**/{stage_name}/stage.json'):
-        shutil.rmtree(marker.parent)
