@@ -231,6 +231,20 @@ class LightNASLightningModule(DartsLightningModule):
         self._record(ce_loss=ce_loss, expected_ms=self._last_expected_ms, argmax_ms=argmax_ms,
                      **{'lambda': new_lambda})
 
+    def arch_parameters(self) -> list[torch.nn.Parameter]:
+        """The alphas in module order, each once.
+
+        NNI's DARTS module returns ``list(set(...))``, whose order changes from process to process;
+        optimizer state is restored by position, so a resumed search would give one layer's Adam
+        moments to another. A stable order makes resumes exact.
+        """
+        unique: dict[int, torch.nn.Parameter] = {}
+        for module in self.supernet_modules():
+            if hasattr(module, 'arch_parameters'):
+                for parameter in module.arch_parameters():
+                    unique.setdefault(id(parameter), parameter)
+        return list(unique.values())
+
     def configure_architecture_optimizers(self):
         # foreach=False: one code path before and after a checkpoint restore (bitwise-equal resumes).
         return torch.optim.Adam(self.arch_parameters(), self.strategy_config.arc_learning_rate, betas=(0.5, 0.999),

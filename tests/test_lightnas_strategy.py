@@ -147,6 +147,9 @@ def test_checkpoint_mid_search_resumes_to_the_same_result(tmp_path):
     assert resumed.history()['lambda'].tolist() == pytest.approx(uninterrupted.history()['lambda'].tolist())
     for label, probs in uninterrupted.probabilities().items():
         assert resumed.probabilities()[label] == pytest.approx(probs, abs=1e-4)
+    # Optimizer state is restored by position: the alphas must come in module order in every process.
+    module = resumed.oneshot_module()
+    assert [id(alpha) for alpha in module.arch_parameters()] == [id(layer._arch_alpha) for layer in module.mixed_layers()]
 
 
 def test_two_process_ddp_search_agrees_on_both_ranks(tmp_path):
