@@ -148,7 +148,7 @@ def test_checkpoint_mid_search_resumes_to_the_same_result(tmp_path):
     for label, probs in uninterrupted.probabilities().items():
         assert resumed.probabilities()[label] == pytest.approx(probs, abs=1e-4)
     # Optimizer state is restored by position: the alphas must come in module order in every process.
-    module = resumed.oneshot_module()
+    module = resumed.oneshot_module
     assert [id(alpha) for alpha in module.arch_parameters()] == [id(layer._arch_alpha) for layer in module.mixed_layers()]
 
 
