@@ -7,6 +7,10 @@ on ``local``), run ONE search per target with one fixed budget for each of:
 * NNI's ``Proxyless`` and ``GumbelDARTS`` with NNI's ``ExpectationProfilerPenalty`` at its
   default scale (1.0), baseline = the target, on the same LUT through our NNI profiler.
 
+The latency model is the per-op LUT with a whole-network linear calibration fitted on
+``--calibrate`` random networks measured on ``local`` (0: the plain LUT), so "measured within
+3%" tests the search and not the LUT's summing error.
+
 Every exported architecture is then measured as a whole exported network on ``local``
 (interleaved, several rounds). Prints one JSON object::
 
@@ -14,6 +18,8 @@ Every exported architecture is then measured as a whole exported network on ``lo
      "nni_proxyless_penalty": [...], "nni_gumbel_penalty": [...], "budget": {...}, "device": {...}}
 
 ``rel_error`` is predicted / target - 1; ``measured_rel_error`` is measured / target - 1.
+For LightNAS, ``argmax_*`` describe the plain argmax of alpha and ``landed`` whether the
+export moved to the most probable architecture within 1% (``landing_tolerance``).
 
 Usage::
 
@@ -82,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument('--num-targets', type=int, default=5)
     parser.add_argument('--strategies', default='lightnas,proxyless,gumbel')
     parser.add_argument('--rounds', type=int, default=3, help='measurement rounds of the exported nets')
+    parser.add_argument('--calibrate', type=int, default=24,
+                        help='random nets measured to fit the linear calibration (0: plain LUT)')
     parser.add_argument('--output', default=None, help='also write the JSON here')
     args = parser.parse_args(argv)
     warnings.filterwarnings('ignore')
@@ -90,12 +98,25 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
 
     from nni_lightnas.latency import LocalDevice
+    from nni_lightnas.latency.calibration import calibrate_on_device, prediction_metrics
     from nni_lightnas.latency.lut import measure_archs
     from nni_lightnas.search import SearchConfig, _data_loaders, run_search
 
     epochs = args.epochs or (6 if args.quick else 12)
     train_limit = args.train_limit or (4000 if args.quick else 20000)
     lut = build_or_load_lut(Path(args.lut), args.preset, None)
+    batch = int(lut.metadata.get('batch', 32))
+    device = LocalDevice(num_runs=100, num_warmup_runs=10, threads=int(lut.metadata.get('threads', 1)))
+    calibration = None
+    if args.calibrate:
+        lut, calibration_rows = calibrate_on_device(lut, args.preset, device, num_archs=args.calibrate, batch=batch,
+                                                    rounds=2, seed=1)
+        truth = [row['median_ms'] for row in calibration_rows]
+        calibration = {**lut.metadata['calibration'],
+                       'plain_lut': prediction_metrics([row['lut_ms'] for row in calibration_rows], truth),
+                       'calibrated_lut': prediction_metrics([lut.predict(row['arch']) for row in calibration_rows],
+                                                            truth)}
+        print(f"calibration: {json.dumps(calibration, default=float)}", file=sys.stderr)
     fastest_ms, slowest_ms = lut.latency_range()
     quantiles = np.linspace(0.15, 0.75, args.num_targets)
     targets = [float(fastest_ms + q * (slowest_ms - fastest_ms)) for q in quantiles]
@@ -108,7 +129,10 @@ def main(argv=None) -> int:
         if 'lightnas' in strategies:
             summary = run_search(config, lut)
             results['lightnas'].append({'target_ms': target_ms, 'arch': summary['arch'],
-                                        'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds']})
+                                        'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
+                                        'argmax_arch': summary['argmax_arch'], 'argmax_ms': summary['argmax_ms'],
+                                        'argmax_rel_error': summary['argmax_relative_error'],
+                                        'landed': summary['landed']})
             print(f"lightnas target {target_ms:.4f}: {summary['predicted_ms']:.4f}", file=sys.stderr)
         for name in ('proxyless', 'gumbel'):
             if name in strategies:
@@ -118,8 +142,6 @@ def main(argv=None) -> int:
                 print(f"{name} target {target_ms:.4f}: {found['predicted_ms']:.4f}", file=sys.stderr)
 
     # Measure every exported net as a whole network, interleaved, at the LUT's batch.
-    batch = int(lut.metadata.get('batch', 32))
-    device = LocalDevice(num_runs=100, num_warmup_runs=10, threads=int(lut.metadata.get('threads', 1)))
     entries = [entry for rows in results.values() for entry in rows]
     measured = measure_archs(args.preset, [entry['arch'] for entry in entries], device, batch=batch,
                              rounds=args.rounds, group_size=None)
@@ -133,10 +155,13 @@ def main(argv=None) -> int:
         **results,
         'mean_abs_rel_error': {name: float(np.mean([abs(e['rel_error']) for e in rows])) if rows else None
                                for name, rows in results.items()},
+        'lightnas_mean_abs_argmax_rel_error': float(np.mean([abs(e['argmax_rel_error']) for e in results['lightnas']]))
+        if results['lightnas'] else None,
         'mean_abs_measured_rel_error': {name: float(np.mean([abs(e['measured_rel_error']) for e in rows]))
                                         if rows else None for name, rows in results.items()},
         'budget': {'epochs': epochs, 'train_limit': train_limit, 'batch_size': 64, 'quick': args.quick},
-        'latency_model': {'path': str(args.lut), 'range_ms': [fastest_ms, slowest_ms], 'batch': batch},
+        'latency_model': {'path': str(args.lut), 'range_ms': [fastest_ms, slowest_ms], 'batch': batch,
+                          'calibration': calibration},
         'device': {'name': 'local', 'threads': device.threads, 'runtime': entries[0] and 'onnxruntime'},
         'seconds': time.perf_counter() - started,
     }

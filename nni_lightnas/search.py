@@ -51,7 +51,7 @@ class SearchConfig:
         Share of the training examples held out for the architecture step.
     learning_rate, weight_decay
         SGD (momentum 0.9, cosine schedule) of the supernet weights.
-    arc_learning_rate, lambda_lr, lr_anneal_threshold
+    arc_learning_rate, lambda_lr, lr_anneal_threshold, landing_tolerance
         See :class:`~nni_lightnas.strategies.LightNAS`.
     seed
         Seeds data split, initialisation and Gumbel sampling.
@@ -73,6 +73,7 @@ class SearchConfig:
     arc_learning_rate: float = 1e-3
     lambda_lr: float = 0.01
     lr_anneal_threshold: float = 0.02
+    landing_tolerance: float | None = 0.01
     seed: int = 0
     data_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
@@ -151,6 +152,7 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     strategy = LightNAS(target_latency_ms=config.target_ms, latency_model=latency_model,
                         warmup_epochs=config.warmup_epochs, arc_learning_rate=config.arc_learning_rate,
                         lambda_lr=config.lambda_lr, lr_anneal_threshold=config.lr_anneal_threshold,
+                        landing_tolerance=config.landing_tolerance,
                         **config.strategy_options)
     space = LightNASSpace(config.preset)
     train_loader, arch_loader = _data_loaders(config)
@@ -165,6 +167,8 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     history = strategy.history()
     summary = {'target_ms': config.target_ms, 'predicted_ms': result['predicted_ms'], 'arch': result['lightnet'],
                'relative_error': result['relative_error'], 'lambda': result['lambda'], 'epochs': config.epochs,
+               'argmax_arch': result['argmax_lightnet'], 'argmax_ms': result['argmax_ms'],
+               'argmax_relative_error': result['argmax_relative_error'], 'landed': result['landed'],
                'seconds': seconds, 'preset': config.preset,
                'latency_range_ms': list(strategy.latency_range_ms),
                'final_val_acc': history['val_acc'].iloc[-1] if 'val_acc' in history and len(history) else None,

@@ -18,7 +18,9 @@ Schedule (Luo et al., DAC 2022; constants are keyword arguments with the paper's
   weight decay 1e-3), weights on the training split; hard Gumbel-softmax with
   straight-through gradient, tau = 5 * exp(-0.1 * (epoch - warmup));
 * near the target, the alpha learning rate is scaled down by the relative latency error;
-* export: argmax alpha per layer.
+* export: argmax alpha per layer; if that misses the target by more than
+  ``landing_tolerance``, the most probable architecture under the final alpha that is within
+  it (:func:`~.landing.land_on_target`). Both are reported.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS, no_default_hook
 
+from .landing import land_on_target
 from .latency_multiplier import LatencyMultiplier
 from .single_path import SinglePathMixedLayer
 
@@ -75,6 +78,21 @@ class LightNASLightningModule(DartsLightningModule):
 
     def argmax_arch(self) -> dict[str, str]:
         return {layer.label: layer.names[int(layer._arch_alpha.detach().argmax())] for layer in self.mixed_layers()}
+
+    def exported_arch(self) -> dict[str, str]:
+        """The argmax architecture, or the most probable one within ``landing_tolerance`` of T when it misses."""
+        arch = self.argmax_arch()
+        config = self.strategy_config
+        tolerance, target_ms = config.landing_tolerance, config.target_latency_ms
+        if tolerance is None or abs(self.arch_latency_ms(arch) / target_ms - 1.0) <= tolerance:
+            return arch
+        log_probs = {layer.label: F.log_softmax(layer._arch_alpha.detach(), -1) for layer in self.mixed_layers()}
+        landed = land_on_target(self.latency_model, log_probs, target_ms=target_ms, tolerance=tolerance)
+        return arch if landed is None else landed
+
+    def export(self) -> dict[str, str]:
+        """What NNI's ``export_top_models`` returns: :meth:`exported_arch`."""
+        return dict(self.exported_arch())
 
     def arch_latency_ms(self, arch: Mapping[str, str]) -> float:
         key = tuple(arch[label] for label in self.latency_model.labels)
@@ -357,6 +375,11 @@ class LightNAS(DARTS):
     identity_eta
         Initial weight of SurgeNAS identity mapping regularisation (layer output
         ``op(x) + eta * aux(x)``), decayed linearly to 0 over the epochs; 0 turns it off.
+    landing_tolerance
+        When the final argmax architecture misses T by more than this relative error, export the
+        most probable architecture (under the final alpha) within it instead
+        (:func:`~.landing.land_on_target`); ``None`` always exports the argmax. The argmax
+        and its latency are reported either way.
 
     Examples
     --------
@@ -372,7 +395,7 @@ class LightNAS(DARTS):
                  temperature_decay: float = 0.1, lr_anneal_threshold: float = 0.02, min_arc_lr_scale: float = 0.0,
                  truncate_lambda: bool = True, gradient_clip_val: float | None = 5.0, log_every_n_steps: int = 10,
                  resume_from: str | None = None, optimization: str = 'bilevel', sampling: str = 'gumbel',
-                 identity_eta: float = 0.0, **kwargs):
+                 identity_eta: float = 0.0, landing_tolerance: float | None = 0.01, **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
         if not (isinstance(target_latency_ms, (int, float)) and target_latency_ms > 0):
@@ -390,6 +413,10 @@ class LightNAS(DARTS):
             raise ValueError(f"sampling must be 'gumbel' or 'ordered', got {sampling!r}")
         if not (isinstance(identity_eta, (int, float)) and identity_eta >= 0):
             raise ValueError(f'identity_eta must be a number >= 0, got {identity_eta!r}')
+        if landing_tolerance is not None and not (isinstance(landing_tolerance, (int, float))
+                                                  and 0 < landing_tolerance < 1):
+            raise ValueError(f'landing_tolerance must be None or a number in (0, 1), got {landing_tolerance!r}')
+        self.landing_tolerance = landing_tolerance
         self.optimization = optimization
         self.sampling = sampling
         self.identity_eta = float(identity_eta)
@@ -412,7 +439,8 @@ class LightNAS(DARTS):
                 f'arc_learning_rate={self.arc_learning_rate}, lambda_lr={self.lambda_lr}, '
                 f'initial_temperature={self.initial_temperature}, temperature_decay={self.temperature_decay}, '
                 f'lr_anneal_threshold={self.lr_anneal_threshold}, optimization={self.optimization!r}, '
-                f'sampling={self.sampling!r}, identity_eta={self.identity_eta}')
+                f'sampling={self.sampling!r}, identity_eta={self.identity_eta}, '
+                f'landing_tolerance={self.landing_tolerance}')
 
     def check_feasible(self) -> tuple[float, float]:
         """Refuse a target outside the latency model's range; returns (fastest, slowest) in ms."""
@@ -472,16 +500,25 @@ class LightNAS(DARTS):
         return pd.DataFrame(self.oneshot_module.history_rows)
 
     def export_result(self) -> dict[str, Any]:
-        """The searched architecture: NNI sample dict, LightNet string and predicted latency."""
+        """The searched architecture: NNI sample dict, LightNet string and predicted latency.
+
+        ``argmax_lightnet`` / ``argmax_ms`` are the plain argmax of alpha; ``landed`` says
+        whether the exported architecture differs from it (see ``landing_tolerance``).
+        """
         module = self.oneshot_module
-        arch = module.argmax_arch()
         labels = self.latency_model.labels
+        argmax = module.argmax_arch()
+        arch = module.exported_arch()
         predicted_ms = module.arch_latency_ms(arch)
+        argmax_ms = module.arch_latency_ms(argmax)
         return {'arch': {label: arch[label] for label in labels},
                 'lightnet': '-'.join(arch[label] for label in labels),
                 'predicted_ms': predicted_ms, 'target_ms': self.target_latency_ms,
                 'relative_error': predicted_ms / self.target_latency_ms - 1.0,
-                'lambda': float(module.latency_lambda)}
+                'lambda': float(module.latency_lambda),
+                'argmax_lightnet': '-'.join(argmax[label] for label in labels), 'argmax_ms': argmax_ms,
+                'argmax_relative_error': argmax_ms / self.target_latency_ms - 1.0,
+                'landed': arch != argmax}
 
     def probabilities(self) -> dict[str, dict[str, float]]:
         """softmax(alpha) per layer as plain floats (label -> op -> probability)."""

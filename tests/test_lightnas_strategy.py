@@ -212,3 +212,36 @@ def test_identity_regularization_adds_a_decaying_identity_path():
     assert torch.allclose(layer(x), plain + 0.5 * layer.aux(x))
     with pytest.raises(ValueError, match="sampling must be 'gumbel' or 'ordered', got 'random'"):
         LightNAS(target_latency_ms=2.0, latency_model=synthetic_lut(), sampling='random')
+
+
+def test_export_lands_within_tolerance_and_reports_the_argmax():
+    lut = synthetic_lut()
+    fastest, slowest = lut.latency_range()
+    target = fastest + 0.37 * (slowest - fastest)
+    torch.manual_seed(0)
+    train_loader, arch_loader = synthetic_loaders(256, 32)
+    strategy = LightNAS(target_latency_ms=target, latency_model=lut, warmup_epochs=1)
+    experiment = NasExperiment(LightNASSpace('tiny'), make_search_evaluator(train_loader, arch_loader, max_epochs=2),
+                               strategy)
+    experiment.run()
+    # Make the argmax the slowest architecture, far above the target: the export must land.
+    with torch.no_grad():
+        for layer in strategy.oneshot_module.mixed_layers():
+            layer._arch_alpha[layer.names.index('MBK7E6')] += 10.0
+    result = strategy.export_result()
+    assert result['argmax_ms'] == pytest.approx(slowest)
+    assert result['landed'] is True and result['lightnet'] != result['argmax_lightnet']
+    assert abs(result['relative_error']) <= 0.01
+    assert result['argmax_ms'] == pytest.approx(lut.predict(result['argmax_lightnet']))
+    # NNI's export gives the same architecture as export_result
+    assert experiment.export_top_models(formatter='dict')[0] == result['arch']
+    # without landing, the argmax is exported
+    strategy.landing_tolerance = None
+    assert strategy.export_result()['lightnet'] == result['argmax_lightnet']
+
+
+@pytest.mark.parametrize('value', [0, 1.5, '0.01'])
+def test_bad_landing_tolerance_is_refused(value):
+    with pytest.raises(ValueError, match='landing_tolerance must be None or a number in'):
+        LightNAS(target_latency_ms=synthetic_lut().latency_range()[0] * 1.2, latency_model=synthetic_lut(),
+                 landing_tolerance=value)

@@ -114,3 +114,25 @@ def test_expected_latency_gradient_reaches_the_architecture_logits(space, lut):
     latency = lut.expected_latency({label: torch.softmax(a, -1) for label, a in alpha.items()})
     (latency - 0.5 * sum(lut.latency_range())).abs().backward()
     assert all(a.grad is not None and float(a.grad.abs().sum()) > 0 for a in alpha.values())
+
+
+def _sum_terms(expression):
+    """The terms of nested ``+`` nodes, as NNI's expression_expectation splits them."""
+    import operator
+    if getattr(expression, 'function', None) == operator.add:
+        return [term for argument in expression.arguments for term in _sum_terms(argument)]
+    return [expression]
+
+
+def test_nni_expectation_penalty_takes_the_calibrated_lut_term_by_term(space, lut):
+    from nni.nas.oneshot.pytorch.supermodule._expression_utils import expression_expectation
+    calibrated = lut.with_calibration(1.5, 0.2)
+    profiler = LatencyProfiler(space, calibrated)
+    # one layer per term: NNI's expectation is then linear in the layers, not a walk of the whole space
+    symbolic_terms = [term for term in _sum_terms(profiler.expression) if isinstance(term, SymbolicExpression)]
+    assert [len(list(term.leaf_symbols())) for term in symbolic_terms] == [1] * len(space.labels)
+    torch.manual_seed(0)
+    probs = {label: torch.softmax(torch.randn(len(space.candidates[label])), -1) for label in space.labels}
+    weights = {label: probs[label] for label in space.labels}
+    expected = expression_expectation(profiler.expression, weights)
+    assert float(expected) == pytest.approx(float(calibrated.expected_latency(probs)), rel=1e-6)

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='training examples used (default 10000; 0 = all 60000)')
     parser.add_argument('--lambda-lr', type=float, default=0.01, help='step of the lambda ascent (default 0.01)')
     parser.add_argument('--arc-lr', type=float, default=1e-3, help='Adam learning rate of alpha (default 1e-3)')
+    parser.add_argument('--landing-tolerance', type=float, default=0.01,
+                        help='export the most probable arch within this relative error of the target when the '
+                             'argmax misses it (default 0.01; 0: always the argmax)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data-dir', default=None, help='Fashion-MNIST directory (default: Debian package)')
     parser.add_argument('--output', required=True, help='directory for arch.json, history.csv, summary.json')
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(preset=args.preset, target_ms=target_ms, epochs=args.epochs,
                           warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
                           train_limit=args.train_limit or None, lambda_lr=args.lambda_lr,
-                          arc_learning_rate=args.arc_lr, seed=args.seed, data_dir=args.data_dir)
+                          arc_learning_rate=args.arc_lr, seed=args.seed, data_dir=args.data_dir,
+                          landing_tolerance=args.landing_tolerance or None)
     summary = run_search(config, latency_model, args.output, enable_progress_bar=args.progress)
     print(summary['history'].drop(columns=['arch']).to_string(index=False, float_format=lambda v: f'{v:.4g}'))
     printable = {key: value for key, value in summary.items() if key not in ('history', 'strategy', 'config')}

@@ -17,7 +17,8 @@ from .model import LatencyModel
 _LAZY = {
     'LatencyLUT': 'lut', 'LUTMismatchError': 'lut', 'build_lut': 'lut', 'latency_model_from_path': 'lut',
     'measure_archs': 'lut', 'bbssp_correct': 'bbssp', 'fit_linear_calibration': 'calibration',
-    'prediction_metrics': 'calibration', 'LatencyProfiler': 'profiler', 'LatencyModelProfiler': 'profiler',
+    'prediction_metrics': 'calibration', 'calibrate_on_device': 'calibration', 'random_archs': 'calibration',
+    'LatencyProfiler': 'profiler', 'LatencyModelProfiler': 'profiler',
     'latency_profiler': 'profiler',
 }
 
@@ -35,7 +36,7 @@ __all__ = ['Device', 'LatencyResult', 'device_lock', 'LocalDevice', 'LatencyMode
            'SSHDevice', 'DevicePool', 'make_device', 'DeviceError', 'SSHConnectionError', 'SSHAuthError',
            'SSHHostKeyError', 'BoardSetupError', 'BoardBusyError', 'MeasurementTimeout', 'MeasurementError',
            'LatencyLUT', 'LUTMismatchError', 'build_lut', 'latency_model_from_path', 'measure_archs', 'bbssp_correct',
-           'fit_linear_calibration', 'prediction_metrics', 'LatencyProfiler', 'LatencyModelProfiler',
+           'fit_linear_calibration', 'prediction_metrics', 'calibrate_on_device', 'random_archs', 'LatencyProfiler', 'LatencyModelProfiler',
            'latency_profiler', 'ArchGraph', 'GraphSpace', 'LightNetGraphSpace', 'FBNetGraphSpace',
            'NasBench201GraphSpace', 'LatencyDataset', 'read_latency_csv', 'read_measured_table', 'LatencyPredictor',
            'PredictorLatencyModel', 'load_predictor', 'make_predictor']

@@ -20,13 +20,15 @@ Examples
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any, Sequence
 
 import numpy as np
 
-from .lut import LatencyLUT
+from .device import Device
+from .lut import LatencyLUT, measure_archs, resolve_space
 
-__all__ = ['fit_linear_calibration', 'prediction_metrics']
+__all__ = ['calibrate_on_device', 'fit_linear_calibration', 'prediction_metrics', 'random_archs']
 
 _logger = logging.getLogger(__name__)
 
@@ -105,3 +107,48 @@ def fit_linear_calibration(lut: LatencyLUT, archs: Sequence[Any], measured_ms: S
                  scale, offset, float(np.sqrt(np.mean(residual ** 2))), len(raw))
     return lut.with_calibration(scale, offset, num_archs=int(len(raw)),
                                 rms_residual_ms=float(np.sqrt(np.mean(residual ** 2))))
+
+
+def random_archs(space: Any, count: int, *, seed: int = 0) -> list[str]:
+    """``count`` distinct architectures of ``space`` drawn uniformly (LightNet strings), seeded.
+
+    Examples
+    --------
+    >>> random_archs('tiny', 2, seed=0) == random_archs('tiny', 2, seed=0)
+    True
+    """
+    from nni_lightnas.search_spaces import encode_arch
+    _, candidates = resolve_space(space)
+    total = int(np.prod([len(ops) for ops in candidates.values()]))
+    if not 0 <= count <= total:
+        raise ValueError(f'count must be in [0, {total}] (the size of the space), got count={count}')
+    rng = random.Random(seed)
+    seen: dict[str, None] = {}
+    while len(seen) < count:
+        seen.setdefault(encode_arch([rng.choice(ops) for ops in candidates.values()]), None)
+    return list(seen)
+
+
+def calibrate_on_device(lut: LatencyLUT, space: Any, device: Device, *, num_archs: int, batch: int,
+                        rounds: int = 2, seed: int = 0) -> tuple[LatencyLUT, list[dict[str, Any]]]:
+    """Measure ``num_archs`` random whole networks on ``device`` and fit the linear calibration.
+
+    Returns the calibrated LUT and the measurements (one dict per network, as
+    :func:`~nni_lightnas.latency.lut.measure_archs` gives them, plus ``lut_ms``, the
+    uncalibrated prediction), which also serve as a parity plot of the latency model.
+
+    Examples
+    --------
+    >>> from nni_lightnas.latency import LocalDevice  # doctest: +SKIP
+    >>> calibrated, rows = calibrate_on_device(lut, 'fashion_mnist', LocalDevice(threads=1),
+    ...                                        num_archs=16, batch=32)  # doctest: +SKIP
+    """
+    if num_archs < 3:
+        raise ValueError(f'num_archs must be >= 3 to fit a scale and an offset, got num_archs={num_archs}')
+    archs = random_archs(space, num_archs, seed=seed)
+    measured = measure_archs(space, archs, device, batch=batch, rounds=rounds)
+    uncalibrated = LatencyLUT(lut.table, {key: value for key, value in lut.metadata.items() if key != 'calibration'})
+    for row in measured:
+        row['lut_ms'] = uncalibrated.predict(row['arch'])
+    calibrated = fit_linear_calibration(lut, archs, [row['median_ms'] for row in measured])
+    return calibrated, measured

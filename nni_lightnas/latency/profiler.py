@@ -4,7 +4,7 @@
 ``ExpressionProfiler``, like NNI's FLOPs and nn-Meter profilers: its ``expression`` is a
 symbolic sum over the model space's ``LayerChoice`` mutables,
 
-    scale * (fixed + sum_l switch_case(choice_l, {op: lut[l, op]})) + offset,
+    (scale * fixed + offset) + sum_l switch_case(choice_l, {op: scale * lut[l, op]}),
 
 so ``profiler.profile(sample)`` is the LUT prediction of the sample, and the expression can
 be inspected or evaluated for any sample without the model. It plugs into
@@ -111,11 +111,14 @@ class LatencyProfiler(ExpressionProfiler):
         uncovered = sorted(set(lut.labels) - set(choices))
         if uncovered:
             raise LUTMismatchError(f'the LUT has layers {uncovered} that are not layer choices of the model space')
-        total: Any = lut.fixed_ms
+        # A plain sum of one switch_case per layer (scale folded into the values): NNI's
+        # ExpectationProfilerPenalty takes E(a + b) = E(a) + E(b) term by term, where a product
+        # would make it enumerate every architecture of the space.
+        total: Any = lut.scale * lut.fixed_ms + lut.offset_ms
         for label, choice in choices.items():
-            values = {op: lut.latency(label, op) for op in choice.choice.values}
+            values = {op: lut.scale * lut.latency(label, op) for op in choice.choice.values}
             total = total + MutableExpression.switch_case(choice.choice, values)
-        self.expression = total * lut.scale + lut.offset_ms if (lut.scale, lut.offset_ms) != (1.0, 0.0) else total
+        self.expression = total
 
     def profile(self, sample: Sample) -> float:
         return float(super().profile(sample))
