@@ -11,6 +11,8 @@ profiled device.
 Layout of a run directory::
 
     profile/lut.csv                      the device's latency table (built incrementally)
+    profile/lut_calibrated.csv           the same with the whole-network calibration (profile.calibrate)
+    profile/calibration.csv              the random nets it was fitted on: LUT, calibrated, measured
     T0.85ms/search/                      arch.json, history.csv, alpha.json, summary.json
     T0.85ms/evolve/                      trials.jsonl, best.json (stage-2 widths)
     T0.85ms/train/                       model.pt, metrics.json
@@ -63,7 +65,8 @@ class PipelineConfig:
     data_dir: str | None = None
     target_quantiles: list[float] = field(default_factory=lambda: [0.4])
     targets_ms: list[float] | None = None
-    profile: dict[str, Any] = field(default_factory=lambda: {'runs': 100, 'warmup': 10, 'threads': 1})
+    profile: dict[str, Any] = field(default_factory=lambda: {'runs': 100, 'warmup': 10, 'threads': 1,
+                                                             'calibrate': 16})
     search: dict[str, Any] = field(default_factory=lambda: {'epochs': 8, 'warmup_epochs': 2, 'train_limit': 10000,
                                                             'batch_size': 128, 'lambda_lr': 0.01})
     evolve: dict[str, Any] = field(default_factory=lambda: {'max_trials': 12, 'population_size': 6,
@@ -218,10 +221,31 @@ def _make_device(config: PipelineConfig):
 
 
 def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
+    """The LUT, then (``calibrate: N``, N > 0) the whole-network linear calibration from N random nets."""
+    import pandas as pd
+
+    from .latency.calibration import calibrate_on_device, prediction_metrics
     from .latency.lut import build_lut
-    lut = build_lut(config.preset, _make_device(config), path=directory / 'lut.csv',
-                    batch=config.profile.get('batch'))
-    return {'lut': str(directory / 'lut.csv'), 'range_ms': list(lut.latency_range())}
+    device = _make_device(config)
+    lut = build_lut(config.preset, device, path=directory / 'lut.csv', batch=config.profile.get('batch'))
+    outputs: dict[str, Any] = {'lut': str(directory / 'lut.csv'), 'plain_lut': str(directory / 'lut.csv')}
+    num_archs = int(config.profile.get('calibrate', 0) or 0)
+    if num_archs:
+        calibrated, measured = calibrate_on_device(lut, config.preset, device, num_archs=num_archs,
+                                                   batch=int(lut.metadata['batch']), seed=config.seed)
+        calibrated.save(directory / 'lut_calibrated.csv')
+        table = pd.DataFrame([{'arch': row['arch'], 'lut_ms': row['lut_ms'],
+                               'calibrated_ms': calibrated.predict(row['arch']), 'measured_ms': row['median_ms'],
+                               'measured_p25_ms': row['p25_ms'], 'measured_p75_ms': row['p75_ms']}
+                              for row in measured])
+        table.to_csv(directory / 'calibration.csv', index=False)
+        outputs.update(lut=str(directory / 'lut_calibrated.csv'), calibration_csv=str(directory / 'calibration.csv'),
+                       calibration={**calibrated.metadata['calibration'],
+                                    'plain': prediction_metrics(table['lut_ms'], table['measured_ms']),
+                                    'calibrated': prediction_metrics(table['calibrated_ms'], table['measured_ms'])})
+        lut = calibrated
+    outputs['range_ms'] = list(lut.latency_range())
+    return outputs
 
 
 def _search(config: PipelineConfig, target_ms: float, lut, directory: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 ``report.html`` (figures embedded as base64 PNG, so the file stands alone), the PNG files,
 and ``final.csv``. Figures:
 
-* latency model vs measured (parity plot over the final nets);
+* latency model vs measured (parity plot over the final nets and the calibration nets);
 * lambda and the argmax latency against the target over the search;
 * alpha heatmap per layer (softmax(alpha) of the search);
 * evolution scatter: BTE score vs latency, the budget line and the chosen net.
@@ -49,19 +49,27 @@ def _png(figure, path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def _parity(rows, directory: Path) -> str:
-    figure, axis = plt.subplots(figsize=(4.5, 4.2))
+def _parity(rows, calibration: pd.DataFrame | None, directory: Path) -> str:
+    figure, axis = plt.subplots(figsize=(4.8, 4.4))
+    points: list[float] = []
+    if calibration is not None and len(calibration):
+        axis.scatter(calibration['lut_ms'], calibration['measured_ms'], s=14, color='tab:grey', alpha=0.7,
+                     label='random nets, per-op LUT sum')
+        axis.scatter(calibration['calibrated_ms'], calibration['measured_ms'], s=14, color='tab:orange',
+                     label='random nets, calibrated LUT')
+        points += list(calibration['lut_ms']) + list(calibration['calibrated_ms']) + list(calibration['measured_ms'])
     predicted = [row.get('evolved_predicted_ms') or row['predicted_ms'] for row in rows]
     measured = [row['measured_ms'] for row in rows]
     errors = [[row['measured_ms'] - row['measured_p25_ms'] for row in rows],
               [row['measured_p75_ms'] - row['measured_ms'] for row in rows]]
     axis.errorbar(predicted, measured, yerr=errors, fmt='o', color='tab:blue', label='final nets (IQR)')
-    low, high = min(predicted + measured) * 0.9, max(predicted + measured) * 1.1
+    points += predicted + measured
+    low, high = min(points) * 0.9, max(points) * 1.1
     axis.plot([low, high], [low, high], '--', color='grey', label='y = x')
     axis.set_xlabel('latency model (ms)')
     axis.set_ylabel('measured median (ms)')
     axis.set_title('Latency model vs measured')
-    axis.legend()
+    axis.legend(fontsize=8)
     return _png(figure, directory / 'parity.png')
 
 
@@ -133,7 +141,9 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
         trials_file = base / 'evolve' / 'trials.jsonl'
         trials[row['target_ms']] = [json.loads(line) for line in trials_file.read_text().splitlines()
                                     if line.strip()] if trials_file.is_file() else []
-    figures = [('Latency model vs measured', _parity(rows, directory)),
+    calibration_file = run_dir / 'profile' / 'calibration.csv'
+    calibration = pd.read_csv(calibration_file) if calibration_file.is_file() else None
+    figures = [('Latency model vs measured', _parity(rows, calibration, directory)),
                ('Search: latency and lambda', _search_curves(histories, directory))]
     figures += [(f'Architecture probabilities, target {target:g} ms', _alpha_heatmap(alpha, target, directory))
                 for target, alpha in alphas.items()]
@@ -141,6 +151,11 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
     meta = lut.metadata
     facts = {key: meta.get(key) for key in ('device', 'runtime', 'provider', 'threads', 'batch', 'date')
              if meta.get(key) is not None}
+    if meta.get('calibration'):
+        fit = meta['calibration']
+        facts['calibration'] = (f"measured = {fit['scale']:.4f} x LUT + {fit['offset_ms']:.4f} ms, fitted on "
+                                f"{fit.get('num_archs', '?')} random nets (rms residual "
+                                f"{fit.get('rms_residual_ms', float('nan')):.4f} ms)")
     parts = ['<!DOCTYPE html><html><head><meta charset="utf-8"><title>nni-lightnas report</title>',
              '<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}'
              'td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img{max-width:100%;margin:1em 0}</style>',

@@ -17,7 +17,7 @@ TINY_CONFIG = """
 run_dir: {run_dir}
 preset: tiny
 target_quantiles: [0.4]
-profile: {{runs: 10, warmup: 2}}
+profile: {{runs: 10, warmup: 2, calibrate: 6}}
 search: {{epochs: 2, warmup_epochs: 1, train_limit: 512, batch_size: 64}}
 evolve: {{max_trials: 2, population_size: 2, sample_size: 1, batches: 4, last: 2, data_limit: 256}}
 train: {{epochs: 1, train_limit: 512, test_limit: 512, batch_size: 64}}
@@ -58,6 +58,14 @@ def test_pipeline_runs_every_stage_and_writes_artifacts(finished_run):
     assert 0 <= metrics['test_acc'] <= 1 and metrics['params_m'] > 0
     assert 'report:' in stdout and 'measured_ms' in stdout  # the final table is printed
     assert (run_dir / 'report' / 'report.html').is_file() and (run_dir / 'report' / 'final.csv').is_file()
+    # the profile stage calibrated the LUT on 6 measured random nets, and the search used it
+    import pandas as pd
+    from nni_lightnas.latency.lut import LatencyLUT
+    calibration = pd.read_csv(run_dir / 'profile' / 'calibration.csv')
+    assert len(calibration) == 6 and (calibration['measured_ms'] > 0).all()
+    calibrated = LatencyLUT.load(run_dir / 'profile' / 'lut_calibrated.csv', space='tiny')
+    assert calibrated.metadata['calibration']['num_archs'] == 6
+    assert summary['predicted_ms'] == pytest.approx(calibrated.predict(summary['arch']))
 
 
 def test_rerun_skips_everything_and_a_killed_run_resumes_at_its_stage(finished_run):
