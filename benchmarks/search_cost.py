@@ -3,10 +3,14 @@
 Each strategy runs in its own process (so peak RSS is its own) on the same space
 (``fashion_mnist``), data (a Fashion-MNIST slice), batch and epochs, with no warm-up, so
 every timed epoch is a search epoch. Seconds per epoch is the median over the timed epochs
-after the first (which pays start-up costs). Prints one JSON object::
+after the first (which pays start-up costs). ``peak_rss_mb`` is the process's peak resident
+memory (``VmHWM``), which includes Python, torch and the data; ``search_rss_mb`` is that peak
+minus the resident memory just before the search starts, i.e. what the search itself adds
+(supernet activations, gradients, optimizer state). Prints one JSON object::
 
-    {"LightNAS": {"peak_rss_mb": ..., "sec_per_epoch": ...}, "DARTS": {...}, "GumbelDARTS": {...},
-     "Proxyless": {...}, "RandomOneShot": {...}, "ratios": {...}, "setting": {...}}
+    {"LightNAS": {"peak_rss_mb": ..., "search_rss_mb": ..., "sec_per_epoch": ...},
+     "LightNAS-ordered": {...}, "DARTS": {...}, "GumbelDARTS": {...}, "Proxyless": {...},
+     "RandomOneShot": {...}, "ratios": {"LightNAS:peak_rss_mb_vs_DARTS": ..., ...}, "setting": {...}}
 
 Usage::
 
@@ -17,14 +21,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 import warnings
 
-STRATEGIES = ('LightNAS', 'DARTS', 'GumbelDARTS', 'Proxyless', 'RandomOneShot')
+STRATEGIES = ('LightNAS', 'LightNAS-ordered', 'DARTS', 'GumbelDARTS', 'Proxyless', 'RandomOneShot')
+
+#: LightNAS variants: name suffix -> strategy keyword arguments.
+LIGHTNAS_VARIANTS = {'': {}, '-ordered': {'sampling': 'ordered'}, '-one_level': {'optimization': 'one_level'}}
+
+
+def _rss_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc, in MiB."""
+    with open('/proc/self/status') as handle:
+        for line in handle:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'{field} not in /proc/self/status')
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -56,22 +71,24 @@ def worker(args: argparse.Namespace) -> dict:
                           train_limit=args.train_limit)
     train_loader, arch_loader = _data_loaders(config)
     space = LightNASSpace(args.preset)
-    if args.worker == 'LightNAS':
+    if args.worker.startswith('LightNAS'):
         from nni_lightnas.latency.lut import latency_model_from_path
         from nni_lightnas.strategies import LightNAS
         lut = latency_model_from_path(args.lut, space=args.preset)
         fastest, slowest = lut.latency_range()
-        strategy = LightNAS(target_latency_ms=(fastest + slowest) / 2, latency_model=lut, warmup_epochs=0)
+        strategy = LightNAS(target_latency_ms=(fastest + slowest) / 2, latency_model=lut, warmup_epochs=0,
+                            **LIGHTNAS_VARIANTS[args.worker[len('LightNAS'):]])
     else:
         import nni.nas.strategy as nni_strategies
         strategy = getattr(nni_strategies, args.worker)()
     timer = EpochTimer()
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=args.epochs, callbacks=[timer])
+    before_mb = _rss_mb('VmRSS')
     NasExperiment(space, evaluator, strategy).run()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_mb = _rss_mb('VmHWM')
     timed = timer.seconds[1:] or timer.seconds
-    return {'peak_rss_mb': peak_kb / 1024, 'sec_per_epoch': statistics.median(timed),
-            'epoch_seconds': timer.seconds}
+    return {'peak_rss_mb': peak_mb, 'search_rss_mb': peak_mb - before_mb, 'rss_before_search_mb': before_mb,
+            'sec_per_epoch': statistics.median(timed), 'epoch_seconds': timer.seconds}
 
 
 def main(argv=None) -> int:
@@ -102,12 +119,11 @@ def main(argv=None) -> int:
         results[name] = json.loads(completed.stdout.strip().splitlines()[-1])
         print(f'{name}: {results[name]}', file=sys.stderr)
     ratios = {}
-    if 'LightNAS' in results and 'peak_rss_mb' in results['LightNAS']:
+    for mine in (name for name in results if name.startswith('LightNAS') and 'peak_rss_mb' in results[name]):
         for other in ('RandomOneShot', 'DARTS'):
             if 'peak_rss_mb' in results.get(other, {}):
-                ratios[f'peak_rss_vs_{other}'] = results['LightNAS']['peak_rss_mb'] / results[other]['peak_rss_mb']
-                ratios[f'sec_per_epoch_vs_{other}'] = (results['LightNAS']['sec_per_epoch']
-                                                       / results[other]['sec_per_epoch'])
+                for key in ('peak_rss_mb', 'search_rss_mb', 'sec_per_epoch'):
+                    ratios[f'{mine}:{key}_vs_{other}'] = results[mine][key] / results[other][key]
     summary = {**results, 'ratios': ratios,
                'setting': {'preset': args.preset, 'epochs': args.epochs, 'train_limit': args.train_limit,
                            'batch_size': args.batch_size, 'threads': args.threads, 'device': 'cpu'}}

@@ -23,7 +23,7 @@ export moved to the most probable architecture within 1% (``landing_tolerance``)
 
 Usage::
 
-    python benchmarks/target_hit.py --quick            # ~20 min on 2 CPU cores
+    python benchmarks/target_hit.py --quick            # ~30 min on 2 CPU cores
     python benchmarks/target_hit.py --output docs/target_hit.json
 """
 
@@ -89,7 +89,13 @@ def main(argv=None) -> int:
     parser.add_argument('--strategies', default='lightnas,proxyless,gumbel')
     parser.add_argument('--rounds', type=int, default=3, help='measurement rounds of the exported nets')
     parser.add_argument('--calibrate', type=int, default=24,
-                        help='random nets measured to fit the linear calibration (0: plain LUT)')
+                        help='random nets measured to fit the linear calibration (0: plain LUT); the calibrated '
+                             'LUT is saved beside --lut and reused')
+    parser.add_argument('--nni-targets', type=int, default=None,
+                        help="how many of the targets NNI's penalty strategies run (default: all; 2 with --quick, "
+                             "since NNI's Proxyless takes ~10 min per quick search here)")
+    parser.add_argument('--journal', default=str(REPO / 'runs' / 'bench' / 'target_hit_journal.jsonl'),
+                        help='finished searches are appended here and not rerun')
     parser.add_argument('--output', default=None, help='also write the JSON here')
     args = parser.parse_args(argv)
     warnings.filterwarnings('ignore')
@@ -109,13 +115,20 @@ def main(argv=None) -> int:
     device = LocalDevice(num_runs=100, num_warmup_runs=10, threads=int(lut.metadata.get('threads', 1)))
     calibration = None
     if args.calibrate:
-        lut, calibration_rows = calibrate_on_device(lut, args.preset, device, num_archs=args.calibrate, batch=batch,
-                                                    rounds=2, seed=1)
-        truth = [row['median_ms'] for row in calibration_rows]
-        calibration = {**lut.metadata['calibration'],
-                       'plain_lut': prediction_metrics([row['lut_ms'] for row in calibration_rows], truth),
-                       'calibrated_lut': prediction_metrics([lut.predict(row['arch']) for row in calibration_rows],
-                                                            truth)}
+        from nni_lightnas.latency.lut import LatencyLUT
+        calibrated_path = Path(args.lut).with_name(Path(args.lut).stem + f'_calibrated{args.calibrate}.csv')
+        if calibrated_path.is_file():
+            lut = LatencyLUT.load(calibrated_path, space=args.preset)
+            calibration = lut.metadata['calibration']
+        else:
+            lut, calibration_rows = calibrate_on_device(lut, args.preset, device, num_archs=args.calibrate,
+                                                        batch=batch, rounds=2, seed=1)
+            truth = [row['median_ms'] for row in calibration_rows]
+            lut = lut.with_calibration(**{**lut.metadata['calibration'], 'metrics': {
+                'plain_lut': prediction_metrics([row['lut_ms'] for row in calibration_rows], truth),
+                'calibrated_lut': prediction_metrics([lut.predict(row['arch']) for row in calibration_rows], truth)}})
+            lut.save(calibrated_path)
+            calibration = lut.metadata['calibration']
         print(f"calibration: {json.dumps(calibration, default=float)}", file=sys.stderr)
     fastest_ms, slowest_ms = lut.latency_range()
     quantiles = np.linspace(0.15, 0.75, args.num_targets)
@@ -123,23 +136,45 @@ def main(argv=None) -> int:
     strategies = args.strategies.split(',')
     results: dict[str, list[dict]] = {'lightnas': [], 'nni_proxyless_penalty': [], 'nni_gumbel_penalty': []}
     started = time.perf_counter()
+    nni_count = args.nni_targets if args.nni_targets is not None else (2 if args.quick else len(targets))
+    nni_targets = {targets[int(i)] for i in np.linspace(0, len(targets) - 1, nni_count).round()} if nni_count else set()
+    journal_path = Path(args.journal)
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if journal_path.is_file():
+        for line in journal_path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                done[(record['strategy'], round(record['target_ms'], 6), record['epochs'], record['train_limit'])] = record
+
+    def journaled(name: str, target_ms: float, search) -> dict:
+        key = (name, round(target_ms, 6), epochs, train_limit)
+        if key not in done:
+            record = {'strategy': name, 'target_ms': target_ms, 'epochs': epochs, 'train_limit': train_limit,
+                      **search()}
+            with journal_path.open('a') as handle:
+                handle.write(json.dumps(record, default=float) + '\n')
+            done[key] = record
+        print(f"{name} target {target_ms:.4f}: {done[key]['predicted_ms']:.4f}", file=sys.stderr)
+        return {k: v for k, v in done[key].items() if k not in ('strategy', 'epochs', 'train_limit')}
+
+    def lightnas_search(config) -> dict:
+        summary = run_search(config, lut)
+        return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
+                'argmax_arch': summary['argmax_arch'], 'argmax_ms': summary['argmax_ms'],
+                'argmax_rel_error': summary['argmax_relative_error'], 'landed': summary['landed']}
+
     for target_ms in targets:
         config = SearchConfig(preset=args.preset, target_ms=target_ms, epochs=epochs,
                               warmup_epochs=max(1, epochs // 5), batch_size=64, train_limit=train_limit)
         if 'lightnas' in strategies:
-            summary = run_search(config, lut)
-            results['lightnas'].append({'target_ms': target_ms, 'arch': summary['arch'],
-                                        'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
-                                        'argmax_arch': summary['argmax_arch'], 'argmax_ms': summary['argmax_ms'],
-                                        'argmax_rel_error': summary['argmax_relative_error'],
-                                        'landed': summary['landed']})
-            print(f"lightnas target {target_ms:.4f}: {summary['predicted_ms']:.4f}", file=sys.stderr)
+            results['lightnas'].append(journaled('lightnas', target_ms, lambda: lightnas_search(config)))
         for name in ('proxyless', 'gumbel'):
-            if name in strategies:
-                train_loader, arch_loader = _data_loaders(config)
-                found = nni_penalty_search(name, target_ms, lut, config, train_loader, arch_loader)
-                results[f'nni_{name}_penalty'].append({'target_ms': target_ms, **found})
-                print(f"{name} target {target_ms:.4f}: {found['predicted_ms']:.4f}", file=sys.stderr)
+            if name in strategies and target_ms in nni_targets:
+                def penalty_search(name=name, config=config, target_ms=target_ms):
+                    train_loader, arch_loader = _data_loaders(config)
+                    return nni_penalty_search(name, target_ms, lut, config, train_loader, arch_loader)
+                results[f'nni_{name}_penalty'].append(journaled(name, target_ms, penalty_search))
 
     # Measure every exported net as a whole network, interleaved, at the LUT's batch.
     entries = [entry for rows in results.values() for entry in rows]
