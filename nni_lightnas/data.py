@@ -11,11 +11,12 @@ import gzip
 import logging
 import os
 from pathlib import Path
+from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-__all__ = ['DataNotFoundError', 'FASHION_MNIST_DIRS', 'find_fashion_mnist', 'read_idx', 'load_fashion_mnist',
+__all__ = ['DataNotFoundError', 'FASHION_MNIST_DIRS', 'find_fashion_mnist', 'read_idx', 'load_fashion_mnist', 'load_for_preset',
            'load_cifar10', 'load_image_folder', 'split_train_arch', 'FASHION_MNIST_MEAN', 'FASHION_MNIST_STD']
 
 _logger = logging.getLogger(__name__)
@@ -176,6 +177,40 @@ def load_image_folder(root: str | os.PathLike, split: str = 'train', *, input_si
                      if split == 'train' else
                      T.Compose([T.Resize(int(input_size / 0.875)), T.CenterCrop(input_size), T.ToTensor(), normalize]))
     return torchvision.datasets.ImageFolder(str(directory), transform=transform)
+
+
+def load_for_preset(preset: Any, split: str = 'train', data_dir: str | os.PathLike | None = None, *,
+                    limit: int | None = None) -> Dataset:
+    """The dataset a search space preset is shaped for: its ``split`` (``train`` or ``test``).
+
+    ``1x28x28`` presets (``fashion_mnist``, ``tiny``) read Fashion-MNIST (``data_dir`` optional);
+    ``3x32x32`` (``cifar10``) reads CIFAR-10 from ``data_dir``; larger RGB inputs (``imagenet``)
+    read an ImageNet-style folder ``data_dir/{train,val}/CLASS/IMAGE`` (``test`` reads ``val``).
+    ``limit`` keeps the first ``limit`` examples.
+
+    Examples
+    --------
+    >>> len(load_for_preset('tiny', 'test', limit=100))  # doctest: +SKIP
+    100
+    """
+    from nni_lightnas.search_spaces import get_preset
+    config = get_preset(preset) if isinstance(preset, str) else preset
+    shape = (config.in_chans, config.input_size)
+    if shape == (1, 28):
+        return load_fashion_mnist(split, data_dir, limit=limit)
+    if data_dir is None:
+        raise DataNotFoundError(f'preset {config.name!r} ({config.in_chans}x{config.input_size}x{config.input_size}) '
+                                f'needs data_dir: CIFAR-10 for 3x32x32, an ImageNet-style folder for larger inputs')
+    if shape == (3, 32):
+        dataset = load_cifar10(data_dir, split)
+    elif config.in_chans == 3:
+        dataset = load_image_folder(data_dir, 'train' if split == 'train' else 'val', input_size=config.input_size)
+    else:
+        raise ValueError(f'no dataset for a {config.in_chans}x{config.input_size}x{config.input_size} preset; '
+                         f'accepted: 1x28x28 (Fashion-MNIST), 3x32x32 (CIFAR-10), 3xNxN (image folder)')
+    if limit is not None and limit < len(dataset):  # type: ignore[arg-type]
+        dataset = Subset(dataset, list(range(limit)))
+    return dataset
 
 
 def split_train_arch(dataset: Dataset, arch_fraction: float = 0.5, *, seed: int = 0) -> tuple[Subset, Subset]:

@@ -302,7 +302,7 @@ def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory:
     import torch
     from torch.utils.data import DataLoader
 
-    from .data import load_fashion_mnist
+    from .data import load_for_preset
     from .search import CosineSGDClassificationModule
     settings = config.train
     torch.manual_seed(config.seed)
@@ -310,10 +310,11 @@ def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory:
     module = CosineSGDClassificationModule(learning_rate=float(settings.get('learning_rate', 0.05)),
                                            num_classes=net.config.num_classes)
     module.set_model(net)
-    train_data = load_fashion_mnist('train', config.data_dir, limit=settings.get('train_limit'))
-    test_data = load_fashion_mnist('test', config.data_dir, limit=settings.get('test_limit'))
+    train_data = load_for_preset(config.preset, 'train', config.data_dir, limit=settings.get('train_limit'))
+    test_data = load_for_preset(config.preset, 'test', config.data_dir, limit=settings.get('test_limit'))
     batch_size = int(settings.get('batch_size', 128))
-    trainer = pl.Trainer(max_epochs=int(settings.get('epochs', 3)), accelerator='cpu', devices=1, logger=False,
+    trainer = pl.Trainer(max_epochs=int(settings.get('epochs', 3)), accelerator=settings.get('accelerator', 'cpu'),
+                         devices=1, logger=False,
                          enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=True,
                          num_sanity_val_steps=0)
     trainer.fit(module, DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True))
@@ -335,7 +336,7 @@ def _export_and_measure(config: PipelineConfig, arch: str, widths: dict[str, Any
 
     from .export import check_onnx_parity, export_onnx
     net = _build_net(config, arch, widths)
-    net.load_state_dict(torch.load(weights))
+    net.load_state_dict(torch.load(weights, map_location='cpu'))
     batch = int(lut.metadata.get('batch', 32))
     input_shape = (batch, *net.input_shape)
     onnx_path = export_onnx(net, directory / 'model.onnx', input_shape)

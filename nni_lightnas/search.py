@@ -59,6 +59,8 @@ class SearchConfig:
         Fashion-MNIST directory (default: the Debian package's).
     strategy_options
         Further keyword arguments of the strategy.
+    accelerator
+        Lightning accelerator of the supernet training (``'cpu'``, ``'gpu'``, ``'auto'``).
     """
 
     preset: str = 'fashion_mnist'
@@ -77,6 +79,7 @@ class SearchConfig:
     seed: int = 0
     data_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    accelerator: str = 'cpu'
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -116,14 +119,8 @@ def make_search_evaluator(train_loader: DataLoader, arch_loader: DataLoader, *, 
 
 
 def _data_loaders(config: SearchConfig) -> tuple[DataLoader, DataLoader]:
-    from .data import load_fashion_mnist, split_train_arch
-    from .search_spaces import get_preset
-    space_config = get_preset(config.preset)
-    if space_config.in_chans != 1 or space_config.input_size != 28:
-        raise ValueError(f'run_search trains on Fashion-MNIST (1x28x28); preset {config.preset!r} expects '
-                         f'{space_config.in_chans}x{space_config.input_size}x{space_config.input_size}. '
-                         f'Use the LightNAS strategy with your own evaluator for other data.')
-    dataset = load_fashion_mnist('train', config.data_dir, limit=config.train_limit)
+    from .data import load_for_preset, split_train_arch
+    dataset = load_for_preset(config.preset, 'train', config.data_dir, limit=config.train_limit)
     weights_part, arch_part = split_train_arch(dataset, config.arch_fraction, seed=config.seed)
     # Shuffling draws from torch's global generator (seeded by run_search), which a LightNAS
     # checkpoint saves and restores: a resumed search sees the same batches.
@@ -158,7 +155,8 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     train_loader, arch_loader = _data_loaders(config)
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
                                       learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-                                      num_classes=space.config.num_classes, **trainer_kwargs)
+                                      num_classes=space.config.num_classes,
+                                      **{'accelerator': config.accelerator, **trainer_kwargs})
     experiment = NasExperiment(space, evaluator, strategy)
     start = time.perf_counter()
     experiment.run()

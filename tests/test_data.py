@@ -88,3 +88,26 @@ def test_split_is_disjoint_complete_and_seeded():
     assert first_weights.indices != other_weights.indices
     with pytest.raises(ValueError, match=r'arch_fraction must be in \(0, 1\), got 1.5'):
         split_train_arch(data, 1.5)
+
+
+def test_load_for_preset_picks_the_dataset_by_input_shape(tmp_path):
+    from PIL import Image
+
+    from nni_lightnas.data import load_for_preset
+    fashion = load_for_preset('tiny', 'test', limit=7)
+    assert len(fashion) == 7 and fashion[0][0].shape == (1, 28, 28)
+    with pytest.raises(DataNotFoundError, match="preset 'cifar10' .*needs data_dir"):
+        load_for_preset('cifar10', 'train')
+    with pytest.raises(DataNotFoundError, match='CIFAR-10 not found under'):
+        load_for_preset('cifar10', 'train', tmp_path)
+    # an ImageNet-style folder: train/CLASS/IMAGE and val/CLASS/IMAGE; 'test' reads val
+    for split, count in (('train', 3), ('val', 2)):
+        for cls in ('cat', 'dog'):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for index in range(count):
+                Image.new('RGB', (40, 30), color=(index * 40, 10, 200)).save(tmp_path / split / cls / f'{index}.png')
+    train = load_for_preset('imagenet', 'train', tmp_path, limit=4)
+    test = load_for_preset('imagenet', 'test', tmp_path)
+    assert len(train) == 4 and len(test) == 4
+    image, label = test[3]
+    assert image.shape == (3, 224, 224) and label == 1

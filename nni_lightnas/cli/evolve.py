@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batches', type=int, default=None, help='BTE batches (default: nni_lightnas.bte default)')
     parser.add_argument('--last', type=int, default=None, help='BTE: score over the last K batches')
     parser.add_argument('--data-limit', type=int, default=None, help='BTE: use the first N training examples')
-    parser.add_argument('--data', default='fashion_mnist', help='BTE data: fashion_mnist, cifar10 or synthetic')
+    parser.add_argument('--data', default='fashion_mnist', help='BTE data: fashion_mnist, cifar10, imagenet (an image folder, --data-dir) or synthetic')
     parser.add_argument('--data-dir', default=None)
     parser.add_argument('--supernet', default=None, help='state dict of a supernet to inherit weights from')
     parser.add_argument('--python', default=None, help='interpreter of the trials (default: this one)')

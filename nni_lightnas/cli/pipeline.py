@@ -11,6 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--from', dest='from_stage', default=None,
                         help='rerun from this stage on: profile, search, evolve, train, export, report')
     parser.add_argument('--run-dir', default=None, help="override the config's run_dir")
+    parser.add_argument('--data-dir', default=None,
+                        help="override the config's data_dir (CIFAR-10 or an ImageNet-style folder; "
+                             "Fashion-MNIST defaults to the Debian package)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_pipeline_config(args.config, quick=args.quick)
     if args.run_dir:
         config.run_dir = args.run_dir
+    if args.data_dir:
+        config.data_dir = args.data_dir
     result = run_pipeline(config, from_stage=args.from_stage, progress=lambda line: print(line, flush=True))
     table = final_table(result['rows']).drop(columns=['arch'])
     print()

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--lightnet', required=True, help='the LightNet whose widths are searched (ops joined by -)')
     parser.add_argument('--preset', default='fashion_mnist', help='preset of the LightNet (default fashion_mnist)')
     parser.add_argument('--params', default=None, help='widths as JSON (instead of nni.get_next_parameter())')
-    parser.add_argument('--data', default='fashion_mnist', choices=('fashion_mnist', 'cifar10', 'synthetic'),
+    parser.add_argument('--data', default='fashion_mnist', choices=('fashion_mnist', 'cifar10', 'imagenet', 'synthetic'),
                         help='training data of BTE (synthetic: random tensors, for smoke tests)')
     parser.add_argument('--data-dir', default=None, help='dataset directory (default: where it is installed)')
     parser.add_argument('--data-limit', type=int, default=None, help='use only the first N training examples')
@@ -68,19 +68,14 @@ def _dataset(args: argparse.Namespace, config):
         shape = (size, config.in_chans, config.input_size, config.input_size)
         return torch.utils.data.TensorDataset(torch.randn(shape, generator=generator),
                                               torch.randint(0, config.num_classes, (size,), generator=generator))
-    if args.data == 'fashion_mnist':
-        if (config.in_chans, config.input_size) != (1, 28):
-            raise ValueError(f'--data fashion_mnist needs a 28x28x1 preset; {config.name} takes '
-                             f'{config.input_size}x{config.input_size}x{config.in_chans}')
-        from nni_lightnas.data import load_fashion_mnist
-        return load_fashion_mnist('train', args.data_dir, limit=args.data_limit)
-    if args.data_dir is None:
-        raise ValueError('--data cifar10 needs --data-dir (no downloads)')
-    from nni_lightnas.data import load_cifar10
-    dataset = load_cifar10(args.data_dir, 'train')
-    if args.data_limit:
-        dataset = torch.utils.data.Subset(dataset, range(min(args.data_limit, len(dataset))))
-    return dataset
+    expected_shape = {'fashion_mnist': (1, 28), 'cifar10': (3, 32)}.get(args.data)
+    if expected_shape is not None and (config.in_chans, config.input_size) != expected_shape:
+        raise ValueError(f'--data {args.data} needs a {expected_shape[1]}x{expected_shape[1]}x{expected_shape[0]} '
+                         f'preset; {config.name} takes {config.input_size}x{config.input_size}x{config.in_chans}')
+    if args.data == 'imagenet' and config.in_chans != 3:
+        raise ValueError(f'--data imagenet needs an RGB preset; {config.name} has {config.in_chans} channels')
+    from nni_lightnas.data import load_for_preset
+    return load_for_preset(config, 'train', args.data_dir, limit=args.data_limit)
 
 
 def run_trial(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
