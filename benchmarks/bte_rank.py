@@ -147,6 +147,9 @@ def main(argv=None) -> int:
                         help='torch threads (1: on a shared machine two threads per process oversubscribe)')
     parser.add_argument('--reanalyze', action='store_true',
                         help='recompute the summary from the per-configuration data in --output (no training)')
+    parser.add_argument('--bte-seeds', type=int, default=3,
+                        help='independent BTE runs (init and batch order) of the default optimiser per config; '
+                             'settings "xR" average the first R of them')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--output', default=str(REPO / 'docs' / 'bte_rank.json'))
     parser.add_argument('--cache', default=str(REPO / 'runs' / 'bte_rank_cache.json'))
@@ -186,6 +189,12 @@ def main(argv=None) -> int:
             result = bte.batchwise_training_estimation(build(config), train, batches=max_batches, last=1,
                                                        batch_size=64, optimizer=optimizer, lr=lr, seed=0)
             runs[name] = {'losses': result.losses, 'accuracies': result.accuracies, 'seconds': result.seconds}
+        for repeat in range(1, args.bte_seeds):
+            result = bte.batchwise_training_estimation(
+                build(config, seed=repeat), train, batches=args.bte_max_batches // 2, last=1, batch_size=64,
+                optimizer=bte.DEFAULT_OPTIMIZER, lr=bte.DEFAULT_LR, seed=repeat)
+            runs[f'{bte.DEFAULT_OPTIMIZER}@{repeat}'] = {'losses': result.losses, 'accuracies': result.accuracies,
+                                                         'seconds': result.seconds}
         records.append({'config': config, 'truth': truth, 'params': cost.params, 'macs': cost.macs,
                         'synflow': synflow(config), 'bte_runs': runs})
         print(f'[{index + 1}/{len(configs)}] test acc {truth["test_accuracy"]:.4f} truth {truth["seconds"]:.1f}s '
@@ -199,15 +208,20 @@ def report(records: list[dict], args: argparse.Namespace, train_examples: int, t
     truth_examples = sum(r['truth']['examples'] for r in records)
     base = {'n_configs': len(records), 'truth_seconds': round(truth_seconds, 1)}
 
-    def bte_setting(run: str, batches: int, last: int, metric: str) -> dict:
+    def bte_setting(run: str, batches: int, last: int, metric: str, repeats: int = 1) -> dict:
+        """Rank statistics of one setting; ``repeats`` > 1 averages the scores of that many seeds."""
         scores, seconds = [], 0.0
         for r in records:
-            history = r['bte_runs'][run]
-            window = history['losses' if metric == 'loss' else 'accuracies'][batches - last:batches]
-            mean = sum(window) / last
-            scores.append(-mean if metric == 'loss' else mean)
-            seconds += history['seconds'] * batches / len(history['losses'])
-        examples = batches * 64 * len(records)
+            names = [run] + [f'{run}@{repeat}' for repeat in range(1, repeats)]
+            per_seed = []
+            for name in names:
+                history = r['bte_runs'][name]
+                window = history['losses' if metric == 'loss' else 'accuracies'][batches - last:batches]
+                mean = sum(window) / last
+                per_seed.append(-mean if metric == 'loss' else mean)
+                seconds += history['seconds'] * batches / len(history['losses'])
+            scores.append(sum(per_seed) / len(per_seed))
+        examples = batches * 64 * len(records) * repeats
         return {**base, **rank_stats(scores, truth_acc), 'bte_seconds': round(seconds, 1),
                 'cost_ratio': round(seconds / truth_seconds, 4),
                 'cost_ratio_examples': round(examples / truth_examples, 4)}
@@ -225,6 +239,19 @@ def report(records: list[dict], args: argparse.Namespace, train_examples: int, t
                     grid.append({'setting': f'{run} B={batches} K={last} {metric}', 'optimizer': run,
                                  'batches': batches, 'last': last, 'metric': metric,
                                  **bte_setting(run, batches, last, metric)})
+
+    seeds = 1 + sum(1 for name in records[0]['bte_runs'] if name.startswith(f'{bte.DEFAULT_OPTIMIZER}@'))
+    for repeats in range(2, seeds + 1):
+        max_batches = len(records[0]['bte_runs'][bte.DEFAULT_OPTIMIZER]['losses'])
+        for batches in (10, 20, 30, 40):
+            for last in (5, 10):
+                if batches > max_batches or last > batches:
+                    continue
+                for metric in bte.METRICS:
+                    grid.append({'setting': f'{bte.DEFAULT_OPTIMIZER} x{repeats} B={batches} K={last} {metric}',
+                                 'optimizer': bte.DEFAULT_OPTIMIZER, 'batches': batches, 'last': last,
+                                 'metric': metric, 'repeats': repeats,
+                                 **bte_setting(bte.DEFAULT_OPTIMIZER, batches, last, metric, repeats)})
 
     sgd_max = len(records[0]['bte_runs']['sgd']['losses'])
     adam_max = len(records[0]['bte_runs']['adam']['losses'])

@@ -17,7 +17,10 @@ Every exported architecture is then measured as a whole exported network on ``lo
     {"lightnas": [{"target_ms", "predicted_ms", "measured_ms", "rel_error", ...}, ...],
      "nni_proxyless_penalty": [...], "nni_gumbel_penalty": [...], "budget": {...}, "device": {...}}
 
-``rel_error`` is predicted / target - 1; ``measured_rel_error`` is measured / target - 1.
+``rel_error`` is predicted / target - 1; ``measured_rel_error`` is measured / target - 1;
+``drift_corrected_measured_rel_error`` divides the measurement by ``machine_drift.ratio``, the
+median of measured / calibrated-prediction over the calibration nets re-measured in the same
+session (interleaved with the exported nets).
 For LightNAS, ``argmax_*`` describe the plain argmax of alpha and ``landed`` whether the
 export moved to the most probable architecture within 1% (``landing_tolerance``).
 
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
 
     from nni_lightnas.latency import LocalDevice
-    from nni_lightnas.latency.calibration import calibrate_on_device, prediction_metrics
+    from nni_lightnas.latency.calibration import calibrate_on_device, prediction_metrics, random_archs
     from nni_lightnas.latency.lut import measure_archs
     from nni_lightnas.search import SearchConfig, _data_loaders, run_search
 
@@ -176,16 +179,22 @@ def main(argv=None) -> int:
                     return nni_penalty_search(name, target_ms, lut, config, train_loader, arch_loader)
                 results[f'nni_{name}_penalty'].append(journaled(name, target_ms, penalty_search))
 
-    # Measure every exported net as a whole network, interleaved, at the LUT's batch.
+    # Measure every exported net as a whole network at the LUT's batch, interleaved with the
+    # calibration nets: their ratio measured-now / calibrated-prediction is the machine's drift
+    # since the calibration (a shared VM changes speed over an hour), reported beside the raw error.
     entries = [entry for rows in results.values() for entry in rows]
-    measured = measure_archs(args.preset, [entry['arch'] for entry in entries], device, batch=batch,
+    references = random_archs(args.preset, args.calibrate, seed=1) if args.calibrate else []
+    measured = measure_archs(args.preset, [entry['arch'] for entry in entries] + references, device, batch=batch,
                              rounds=args.rounds, group_size=None)
+    drift_ratios = [row['median_ms'] / lut.predict(row['arch']) for row in measured[len(entries):]]
+    drift = float(np.median(drift_ratios)) if drift_ratios else 1.0
     for entry, measurement in zip(entries, measured):
         entry['measured_ms'] = measurement['median_ms']
         entry['measured_p25_ms'] = measurement['p25_ms']
         entry['measured_p75_ms'] = measurement['p75_ms']
         entry['rel_error'] = entry['predicted_ms'] / entry['target_ms'] - 1
         entry['measured_rel_error'] = entry['measured_ms'] / entry['target_ms'] - 1
+        entry['drift_corrected_measured_rel_error'] = entry['measured_ms'] / drift / entry['target_ms'] - 1
     summary = {
         **results,
         'mean_abs_rel_error': {name: float(np.mean([abs(e['rel_error']) for e in rows])) if rows else None
@@ -194,6 +203,12 @@ def main(argv=None) -> int:
         if results['lightnas'] else None,
         'mean_abs_measured_rel_error': {name: float(np.mean([abs(e['measured_rel_error']) for e in rows]))
                                         if rows else None for name, rows in results.items()},
+        'mean_abs_drift_corrected_measured_rel_error': {
+            name: float(np.mean([abs(e['drift_corrected_measured_rel_error']) for e in rows])) if rows else None
+            for name, rows in results.items()},
+        'machine_drift': {'ratio': drift, 'reference_nets': len(drift_ratios),
+                          'ratio_p25': float(np.percentile(drift_ratios, 25)) if drift_ratios else None,
+                          'ratio_p75': float(np.percentile(drift_ratios, 75)) if drift_ratios else None},
         'budget': {'epochs': epochs, 'train_limit': train_limit, 'batch_size': 64, 'quick': args.quick},
         'latency_model': {'path': str(args.lut), 'range_ms': [fastest_ms, slowest_ms], 'batch': batch,
                           'calibration': calibration},
