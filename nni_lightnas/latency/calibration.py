@@ -28,7 +28,7 @@ import numpy as np
 from .device import Device
 from .lut import LatencyLUT, measure_archs, resolve_space
 
-__all__ = ['calibrate_on_device', 'fit_linear_calibration', 'prediction_metrics', 'random_archs']
+__all__ = ['calibrate_on_device', 'fit_linear_calibration', 'prediction_metrics', 'random_archs', 'spread_archs']
 
 _logger = logging.getLogger(__name__)
 
@@ -63,8 +63,12 @@ def prediction_metrics(predicted_ms: Sequence[float], measured_ms: Sequence[floa
 
 
 def fit_linear_calibration(lut: LatencyLUT, archs: Sequence[Any], measured_ms: Sequence[float], *,
-                           fit_offset: bool = True) -> LatencyLUT:
+                           fit_offset: bool = True, relative: bool = True) -> LatencyLUT:
     """Fit ``measured = scale * lut_sum + offset`` on measured architectures.
+
+    With ``relative`` (the default) the fit minimises the squared *relative* error (residuals
+    weighted by 1 / measured), since latency targets are judged relatively; a plain least-squares
+    fit would let the slowest nets dominate and miss the fastest by more.
 
     Parameters
     ----------
@@ -77,6 +81,8 @@ def fit_linear_calibration(lut: LatencyLUT, archs: Sequence[Any], measured_ms: S
     fit_offset
         Fit an offset too; otherwise (or when the fit gives a non-positive scale, or
         fewer than 3 architectures) a pure scale through the origin.
+    relative
+        Weight residuals by 1 / measured (least squares on relative errors).
 
     Returns
     -------
@@ -97,16 +103,20 @@ def fit_linear_calibration(lut: LatencyLUT, archs: Sequence[Any], measured_ms: S
     measured = np.asarray(measured_ms, dtype=float)
     if raw.shape != measured.shape or len(raw) == 0:
         raise ValueError(f'archs ({len(raw)}) and measured_ms ({len(measured)}) must be equally long and non-empty')
+    weights = 1.0 / measured if relative else np.ones_like(measured)
     scale, offset = float('nan'), 0.0
     if fit_offset and len(raw) >= 3 and np.ptp(raw) > 0:
-        scale, offset = (float(v) for v in np.polyfit(raw, measured, 1))
+        scale, offset = (float(v) for v in np.polyfit(raw, measured, 1, w=weights))
     if not (np.isfinite(scale) and scale > 0):
-        scale, offset = float(np.dot(raw, measured) / np.dot(raw, raw)), 0.0
+        weighted_raw = raw * weights
+        scale, offset = float(np.dot(weighted_raw, measured * weights) / np.dot(weighted_raw, weighted_raw)), 0.0
     residual = measured - (scale * raw + offset)
     _logger.info('linear calibration: measured = %.4f * lut + %.4f ms (rms residual %.4f ms over %d nets)',
                  scale, offset, float(np.sqrt(np.mean(residual ** 2))), len(raw))
     return lut.with_calibration(scale, offset, num_archs=int(len(raw)),
-                                rms_residual_ms=float(np.sqrt(np.mean(residual ** 2))))
+                                rms_residual_ms=float(np.sqrt(np.mean(residual ** 2))),
+                                max_abs_rel_residual=float(np.max(np.abs(residual / measured))),
+                                fit='relative' if relative else 'absolute')
 
 
 def random_archs(space: Any, count: int, *, seed: int = 0) -> list[str]:
@@ -129,9 +139,48 @@ def random_archs(space: Any, count: int, *, seed: int = 0) -> list[str]:
     return list(seen)
 
 
+def spread_archs(lut: LatencyLUT, count: int, *, seed: int = 0) -> list[str]:
+    """``count`` distinct architectures whose predicted latencies spread over the whole range.
+
+    Uniformly random architectures cluster around the middle of the latency range (a sum of
+    independent per-layer choices), so a calibration fitted on them extrapolates to the
+    fastest and slowest nets. Here architecture ``i`` draws, per layer, the op whose latency
+    rank is near ``(i + 0.5) / count`` of the layer's candidates (Gaussian jitter of one rank),
+    so the sample runs from skip-heavy to heavy nets.
+
+    Examples
+    --------
+    >>> from nni_lightnas.latency.lut import LatencyLUT  # doctest: +SKIP
+    >>> archs = spread_archs(lut, 16, seed=0)  # doctest: +SKIP
+    """
+    from nni_lightnas.search_spaces import encode_arch
+    rng = random.Random(seed)
+    ranked = {label: [lut.candidates[label][int(i)] for i in np.argsort(lut.layer_latencies(label).numpy(),
+                                                                        kind='stable')]
+              for label in lut.labels}
+    total = int(np.prod([len(ops) for ops in ranked.values()]))
+    if not 0 <= count <= total:
+        raise ValueError(f'count must be in [0, {total}] (the size of the space), got count={count}')
+    chosen: dict[str, None] = {}
+    attempt = 0
+    while len(chosen) < count:
+        level = ((len(chosen) + 0.5) / count) if attempt < 50 * count else rng.random()
+        attempt += 1
+        ops = []
+        for label, names in ranked.items():
+            rank = int(round(level * (len(names) - 1) + rng.gauss(0.0, 1.0)))
+            ops.append(names[min(max(rank, 0), len(names) - 1)])
+        chosen.setdefault(encode_arch(ops), None)
+    return list(chosen)
+
+
 def calibrate_on_device(lut: LatencyLUT, space: Any, device: Device, *, num_archs: int, batch: int,
-                        rounds: int = 2, seed: int = 0) -> tuple[LatencyLUT, list[dict[str, Any]]]:
-    """Measure ``num_archs`` random whole networks on ``device`` and fit the linear calibration.
+                        rounds: int = 2, seed: int = 0, spread: bool = True
+                        ) -> tuple[LatencyLUT, list[dict[str, Any]]]:
+    """Measure ``num_archs`` whole networks on ``device`` and fit the linear calibration.
+
+    The networks are spread over the latency range (:func:`spread_archs`), or uniformly random
+    with ``spread=False``; the fit weighs relative errors (:func:`fit_linear_calibration`).
 
     Returns the calibrated LUT and the measurements (one dict per network, as
     :func:`~nni_lightnas.latency.lut.measure_archs` gives them, plus ``lut_ms``, the
@@ -145,7 +194,7 @@ def calibrate_on_device(lut: LatencyLUT, space: Any, device: Device, *, num_arch
     """
     if num_archs < 3:
         raise ValueError(f'num_archs must be >= 3 to fit a scale and an offset, got num_archs={num_archs}')
-    archs = random_archs(space, num_archs, seed=seed)
+    archs = spread_archs(lut, num_archs, seed=seed) if spread else random_archs(space, num_archs, seed=seed)
     measured = measure_archs(space, archs, device, batch=batch, rounds=rounds)
     uncalibrated = LatencyLUT(lut.table, {key: value for key, value in lut.metadata.items() if key != 'calibration'})
     for row in measured:
