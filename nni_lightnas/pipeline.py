@@ -343,16 +343,14 @@ def _export_and_measure(config: PipelineConfig, arch: str, widths: dict[str, Any
     check_onnx_parity(net, onnx_path, input_shape)
     device = _make_device(config)
     device.num_runs = int(config.measure.get('runs', 200))
-    medians, first = [], None
-    for _ in range(int(config.measure.get('rounds', 3))):
-        result = device.measure(onnx_path)
-        first = first or result
-        medians.append(result.median_ms)
-    medians.sort()
-    measured = {'onnx': str(onnx_path), 'batch': batch, 'median_ms': medians[len(medians) // 2],
-                'p25_ms': first.p25_ms, 'p75_ms': first.p75_ms, 'round_medians_ms': medians,
-                'device': first.device, 'runtime': first.runtime, 'provider': first.provider,
-                'threads': first.threads, 'facts': first.facts}
+    rounds = [device.measure(onnx_path) for _ in range(int(config.measure.get('rounds', 3)))]
+    # The round with the median median: its quartiles belong to the reported median.
+    middle = sorted(rounds, key=lambda result: result.median_ms)[len(rounds) // 2]
+    measured = {'onnx': str(onnx_path), 'batch': batch, 'median_ms': middle.median_ms,
+                'p25_ms': middle.p25_ms, 'p75_ms': middle.p75_ms,
+                'round_medians_ms': [result.median_ms for result in rounds],
+                'device': middle.device, 'runtime': middle.runtime, 'provider': middle.provider,
+                'threads': middle.threads, 'facts': middle.facts}
     (directory / 'measure.json').write_text(json.dumps(measured, indent=2, default=str))
     return measured
 

@@ -60,8 +60,8 @@ def _parity(rows, calibration: pd.DataFrame | None, directory: Path) -> str:
         points += list(calibration['lut_ms']) + list(calibration['calibrated_ms']) + list(calibration['measured_ms'])
     predicted = [row.get('evolved_predicted_ms') or row['predicted_ms'] for row in rows]
     measured = [row['measured_ms'] for row in rows]
-    errors = [[row['measured_ms'] - row['measured_p25_ms'] for row in rows],
-              [row['measured_p75_ms'] - row['measured_ms'] for row in rows]]
+    errors = [[max(row['measured_ms'] - row['measured_p25_ms'], 0.0) for row in rows],
+              [max(row['measured_p75_ms'] - row['measured_ms'], 0.0) for row in rows]]
     axis.errorbar(predicted, measured, yerr=errors, fmt='o', color='tab:blue', label='final nets (IQR)')
     points += predicted + measured
     low, high = min(points) * 0.9, max(points) * 1.1

@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    if not args.verbose:
+        # NNI announces every experiment it starts and stops on stdout; keep its errors only.
+        logging.getLogger('nni').setLevel(logging.ERROR)
     try:
         return int(args._run(args) or 0)
     except (CLIError, ValueError, FileNotFoundError) as error:
