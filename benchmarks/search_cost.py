@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 import warnings
 
-STRATEGIES = ('LightNAS', 'LightNAS-ordered', 'DARTS', 'GumbelDARTS', 'Proxyless', 'RandomOneShot')
+STRATEGIES = ('LightNAS', 'LightNAS-ordered', 'LightNAS-one_level', 'DARTS', 'GumbelDARTS', 'Proxyless', 'RandomOneShot')
 
 #: LightNAS variants: name suffix -> strategy keyword arguments.
 LIGHTNAS_VARIANTS = {'': {}, '-ordered': {'sampling': 'ordered'}, '-one_level': {'optimization': 'one_level'}}
@@ -102,12 +103,17 @@ def main(argv=None) -> int:
                         help='LUT for LightNAS (build one with `nni-lightnas profile`)')
     parser.add_argument('--strategies', default=','.join(STRATEGIES))
     parser.add_argument('--output', default=None)
+    parser.add_argument('--merge', action='store_true',
+                        help='keep the other strategies already in --output (rerun only --strategies)')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
     results = {}
+    if args.merge and args.output and os.path.isfile(args.output):
+        with open(args.output) as handle:
+            results = {name: value for name, value in json.load(handle).items() if name not in ('ratios', 'setting')}
     for name in args.strategies.split(','):
         command = [sys.executable, __file__, '--worker', name, '--preset', args.preset, '--epochs', str(args.epochs),
                    '--train-limit', str(args.train_limit), '--batch-size', str(args.batch_size),

@@ -12,7 +12,7 @@ Layout of a run directory::
 
     profile/lut.csv                      the device's latency table (built incrementally)
     profile/lut_calibrated.csv           the same with the whole-network calibration (profile.calibrate)
-    profile/calibration.csv              the random nets it was fitted on: LUT, calibrated, measured
+    profile/calibration.csv              the nets it was fitted on: LUT, calibrated, measured
     T0.85ms/search/                      arch.json, history.csv, alpha.json, summary.json
     T0.85ms/evolve/                      trials.jsonl, best.json (stage-2 widths)
     T0.85ms/train/                       model.pt, metrics.json

@@ -54,9 +54,9 @@ def _parity(rows, calibration: pd.DataFrame | None, directory: Path) -> str:
     points: list[float] = []
     if calibration is not None and len(calibration):
         axis.scatter(calibration['lut_ms'], calibration['measured_ms'], s=14, color='tab:grey', alpha=0.7,
-                     label='random nets, per-op LUT sum')
+                     label='calibration nets, per-op LUT sum')
         axis.scatter(calibration['calibrated_ms'], calibration['measured_ms'], s=14, color='tab:orange',
-                     label='random nets, calibrated LUT')
+                     label='calibration nets, calibrated LUT')
         points += list(calibration['lut_ms']) + list(calibration['calibrated_ms']) + list(calibration['measured_ms'])
     predicted = [row.get('evolved_predicted_ms') or row['predicted_ms'] for row in rows]
     measured = [row['measured_ms'] for row in rows]
