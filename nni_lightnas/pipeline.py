@@ -221,7 +221,7 @@ def _make_device(config: PipelineConfig):
 
 
 def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
-    """The LUT, then (``calibrate: N``, N > 0) the whole-network linear calibration from N random nets."""
+    """The LUT, then (``calibrate: N``, N > 0) the whole-network linear calibration from N measured nets."""
     import pandas as pd
 
     from .latency.calibration import calibrate_on_device, prediction_metrics
