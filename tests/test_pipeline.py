@@ -124,3 +124,16 @@ def test_report_renders_in_headless_chromium(finished_run, tmp_path):
                          timeout=120, env={**os.environ, 'HOME': str(tmp_path)}).stdout
     assert dom.count('<img') >= 4 and 'data:image/png;base64,' in dom
     assert 'id="final-table"' in dom and 'measured_ms' in dom
+
+
+@pytest.mark.parametrize('path', sorted(str(p) for p in Path(__file__).parents[1].glob('examples/*/pipeline.yml')))
+@pytest.mark.parametrize('quick', [False, True])
+def test_shipped_pipeline_configs_load_into_valid_settings(path, quick):
+    from nni_lightnas.pipeline import load_pipeline_config
+    from nni_lightnas.search import SearchConfig
+    from nni_lightnas.search_spaces import get_preset
+    config = load_pipeline_config(path, quick=quick)
+    get_preset(config.preset)
+    search = SearchConfig(preset=config.preset, target_ms=1.0, **config.search)
+    assert search.epochs > search.warmup_epochs
+    assert config.targets_ms or all(0 < q < 1 for q in config.target_quantiles)
