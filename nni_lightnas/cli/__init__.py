@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     if not args.verbose:
         # NNI announces every experiment it starts and stops on stdout; keep its errors only.
+        # (Importing nni.runtime.log first: it sets the 'nni' logger to INFO on import.)
+        import nni.runtime.log  # noqa: F401
         logging.getLogger('nni').setLevel(logging.ERROR)
     try:
         return int(args._run(args) or 0)
