@@ -26,7 +26,7 @@ export moved to the most probable architecture within 1% (``landing_tolerance``)
 
 Usage::
 
-    python benchmarks/target_hit.py --quick            # ~30 min on 2 CPU cores
+    python benchmarks/target_hit.py --quick            # ~16 min on 2 CPU cores (NNI strategies at 2 targets)
     python benchmarks/target_hit.py --output docs/target_hit.json
 """
 

@@ -45,6 +45,8 @@ _logger = logging.getLogger(__name__)
 
 #: Grid steps per tolerance window in the dynamic programme (rounding error <= layers / 2 steps).
 _GRID_STEPS_PER_WINDOW = 400
+#: Upper bound on the number of grid cells (memory: layers x cells x 2 bytes).
+_MAX_GRID = 2_000_000
 
 
 def land_on_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, target_ms: float,
@@ -82,7 +84,10 @@ def _knapsack(lut, scores: dict[str, np.ndarray], target_ms: float, tolerance: f
     # predict = scale * (fixed + sum) + offset  ->  window on the per-layer sum.
     low = (target_ms * (1 - tolerance) - lut.offset_ms) / lut.scale - lut.fixed_ms
     high = (target_ms * (1 + tolerance) - lut.offset_ms) / lut.scale - lut.fixed_ms
-    step = (high - low) / _GRID_STEPS_PER_WINDOW
+    span = sum(float(lut.layer_latencies(label).max() - lut.layer_latencies(label).min()) for label in labels)
+    # A grid fine enough for the window, but never more than _MAX_GRID cells (a very tight
+    # tolerance coarsens the grid; every candidate is checked with the table anyway).
+    step = max((high - low) / _GRID_STEPS_PER_WINDOW, span / _MAX_GRID)
     # Grid costs relative to each layer's cheapest op (corrected tables may hold negative entries).
     raw_costs = [np.rint(lut.layer_latencies(label).numpy() / step).astype(int) for label in labels]
     base = sum(int(cost.min()) for cost in raw_costs)

@@ -108,3 +108,13 @@ def test_nothing_within_tolerance_gives_none_and_bad_tolerance_is_refused():
     assert land_on_target(lut, log_probs, target_ms=1.5, tolerance=0.01) is None
     with pytest.raises(ValueError, match='tolerance must be > 0, got tolerance=0'):
         land_on_target(lut, log_probs, target_ms=1.5, tolerance=0)
+
+
+def test_a_very_tight_tolerance_coarsens_the_grid_but_stays_exact_about_the_window():
+    lut = synthetic_lut('fashion_mnist')
+    log_probs = _random_log_probs(lut, 4)
+    reachable = {label: lut.candidates[label][1] for label in lut.labels}
+    target_ms = lut.predict(reachable)  # an architecture lands exactly on it
+    landed = land_on_target(lut, log_probs, target_ms=target_ms, tolerance=1e-9)
+    assert landed is not None and abs(lut.predict(landed) / target_ms - 1) <= 1e-9
+    assert _score(lut, log_probs, landed) >= _score(lut, log_probs, reachable) - 1e-9
