@@ -6,13 +6,15 @@ marker holding the hash of its inputs (its settings and the markers of the stage
 On a rerun a stage whose marker matches is skipped, so an interrupted run continues at the
 stage it stopped in, and changing one setting reruns only what depends on it;
 ``from_stage`` forces a stage and everything after it. Several targets share the one
-profiled device.
+profiled device and one warmed-up supernet (``supernet/warmup-*.ckpt``: the first target's
+search saves it at the end of its warm-up, the others start from it).
 
 Layout of a run directory::
 
     profile/lut.csv                      the device's latency table (built incrementally)
     profile/lut_calibrated.csv           the same with the whole-network calibration (profile.calibrate)
     profile/calibration.csv              the nets it was fitted on: LUT, calibrated, measured
+    supernet/warmup-HASH.ckpt            the warmed-up supernet the targets share (several targets)
     T0.85ms/search/                      arch.json, history.csv, alpha.json, summary.json
     T0.85ms/evolve/                      trials.jsonl, best.json (stage-2 widths)
     T0.85ms/train/                       model.pt, metrics.json
@@ -180,12 +182,18 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
     targets = config.targets_ms or [round(fastest_ms + q * (slowest_ms - fastest_ms), 4)
                                     for q in config.target_quantiles]
     rows, export_hashes = [], []
+    # Several targets share one warmed-up supernet (the warm-up does not depend on the target);
+    # its file name carries everything else the warm-up depends on.
+    shared_warmup = None
+    if len(targets) > 1 and int(config.search.get('warmup_epochs', 2)) > 0:
+        shared_warmup = run_dir / 'supernet' / (
+            f"warmup-{_digest({'lut': profile_out['_hash'], 'seed': config.seed, **config.search})}.ckpt")
     for target_ms in targets:
         base = run_dir / f'T{target_ms:g}ms'
         label = f'(target {target_ms:g} ms)'
         search_out = stage('search', base / 'search',
                            {'target': target_ms, 'lut': profile_out['_hash'], 'seed': config.seed, **config.search},
-                           lambda d: _search(config, target_ms, lut, d), label)
+                           lambda d: _search(config, target_ms, lut, d, shared_warmup), label)
         evolve_out = stage('evolve', base / 'evolve',
                            {'search': search_out['_hash'], 'seed': config.seed, **config.evolve},
                            lambda d: _evolve(config, target_ms, search_out['arch'], int(lut.metadata.get('batch', 1)),
@@ -248,13 +256,18 @@ def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
     return outputs
 
 
-def _search(config: PipelineConfig, target_ms: float, lut, directory: Path) -> dict[str, Any]:
+def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
+            shared_warmup: Path | None = None) -> dict[str, Any]:
+    """One LightNAS search; with ``shared_warmup``, start from that warm-up checkpoint or write it."""
     from .search import SearchConfig, run_search
     settings = {key: value for key, value in config.search.items()}
     search_config = SearchConfig(preset=config.preset, target_ms=target_ms, seed=config.seed,
                                  data_dir=config.data_dir, **settings)
-    summary = run_search(search_config, lut, directory)
-    return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds']}
+    reuse = shared_warmup is not None and shared_warmup.is_file()
+    summary = run_search(search_config, lut, directory, warmup_from=shared_warmup if reuse else None,
+                         save_warmup_to=None if reuse else shared_warmup)
+    return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
+            'warmup_reused': summary['warmup_reused']}
 
 
 def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, directory: Path) -> dict[str, Any]:

@@ -129,9 +129,16 @@ def _data_loaders(config: SearchConfig) -> tuple[DataLoader, DataLoader]:
     return train_loader, arch_loader
 
 
-def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLike | None = None,
+def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLike | None = None, *,
+               save_warmup_to: str | os.PathLike | None = None, warmup_from: str | os.PathLike | None = None,
                **trainer_kwargs) -> dict[str, Any]:
     """Run one LightNAS search; returns the summary (also written to ``output_dir``).
+
+    The fair warm-up does not depend on the target (lambda is 0 and alpha does not move), so
+    several targets can share one warmed-up supernet: ``save_warmup_to`` writes a checkpoint
+    at the end of the warm-up, and ``warmup_from`` starts another search (same data, seed and
+    schedule, any target) from it, skipping its warm-up. The result equals a search run from
+    scratch. ``summary['warmup_reused']`` says which happened.
 
     Examples
     --------
@@ -146,11 +153,27 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     from .strategies import LightNAS
 
     torch.manual_seed(config.seed)
+    options = dict(config.strategy_options)
+    if warmup_from is not None:
+        if config.warmup_epochs < 1:
+            raise ValueError(f'warmup_from={str(warmup_from)!r} needs warmup_epochs >= 1, got {config.warmup_epochs}')
+        options['resume_from'] = str(warmup_from)
     strategy = LightNAS(target_latency_ms=config.target_ms, latency_model=latency_model,
                         warmup_epochs=config.warmup_epochs, arc_learning_rate=config.arc_learning_rate,
                         lambda_lr=config.lambda_lr, lr_anneal_threshold=config.lr_anneal_threshold,
-                        landing_tolerance=config.landing_tolerance,
-                        **config.strategy_options)
+                        landing_tolerance=config.landing_tolerance, **options)
+    checkpoint_dir = None
+    if save_warmup_to is not None and config.warmup_epochs >= 1 and warmup_from is None:
+        import tempfile
+
+        from pytorch_lightning.callbacks import ModelCheckpoint
+        Path(save_warmup_to).parent.mkdir(parents=True, exist_ok=True)
+        checkpoint_dir = Path(tempfile.mkdtemp(prefix='warmup-', dir=Path(save_warmup_to).parent))
+        # Saved after the module's own epoch-end hook, so the checkpoint holds the warm-up history.
+        saver = ModelCheckpoint(dirpath=str(checkpoint_dir), filename='{epoch}', save_top_k=-1,
+                                every_n_epochs=config.warmup_epochs, save_on_train_epoch_end=True)
+        trainer_kwargs = {**trainer_kwargs, 'enable_checkpointing': True,
+                          'callbacks': [*trainer_kwargs.get('callbacks', []), saver]}
     space = LightNASSpace(config.preset)
     train_loader, arch_loader = _data_loaders(config)
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
@@ -161,6 +184,11 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     start = time.perf_counter()
     experiment.run()
     seconds = time.perf_counter() - start
+    if checkpoint_dir is not None:
+        import shutil
+        warmup_checkpoint = checkpoint_dir / f'epoch={config.warmup_epochs - 1}.ckpt'
+        shutil.move(str(warmup_checkpoint), str(save_warmup_to))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     result = strategy.export_result()
     history = strategy.history()
     summary = {'target_ms': config.target_ms, 'predicted_ms': result['predicted_ms'], 'arch': result['lightnet'],
@@ -170,6 +198,7 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
                'seconds': seconds, 'preset': config.preset,
                'latency_range_ms': list(strategy.latency_range_ms),
                'final_val_acc': history['val_acc'].iloc[-1] if 'val_acc' in history and len(history) else None,
+               'warmup_reused': warmup_from is not None,
                'config': asdict(config)}
     if output_dir is not None:
         output = Path(output_dir)

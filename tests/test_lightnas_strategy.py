@@ -245,3 +245,25 @@ def test_bad_landing_tolerance_is_refused(value):
     with pytest.raises(ValueError, match='landing_tolerance must be None or a number in'):
         LightNAS(target_latency_ms=synthetic_lut().latency_range()[0] * 1.2, latency_model=synthetic_lut(),
                  landing_tolerance=value)
+
+
+def test_targets_share_one_warmed_up_supernet(tmp_path):
+    from nni_lightnas.search import SearchConfig, run_search
+    lut = synthetic_lut()
+    fastest, slowest = lut.latency_range()
+
+    def config(quantile):
+        return SearchConfig(preset='tiny', target_ms=fastest + quantile * (slowest - fastest), epochs=3,
+                            warmup_epochs=1, batch_size=64, train_limit=512, arc_learning_rate=0.05, lambda_lr=0.2)
+
+    checkpoint = tmp_path / 'supernet' / 'warmup.ckpt'
+    first = run_search(config(0.2), lut, save_warmup_to=checkpoint)
+    assert checkpoint.is_file() and not list(checkpoint.parent.glob('warmup-*'))  # only the warm-up is kept
+    fresh = run_search(config(0.6), lut)
+    shared = run_search(config(0.6), lut, warmup_from=checkpoint)
+    assert not first['warmup_reused'] and shared['warmup_reused']
+    # the shared warm-up gives exactly what a search from scratch gives
+    assert shared['arch'] == fresh['arch'] and shared['argmax_arch'] == fresh['argmax_arch']
+    assert list(shared['history']['phase']) == ['warmup', 'search', 'search']
+    assert shared['history']['lambda'].tolist() == pytest.approx(fresh['history']['lambda'].tolist())
+    assert shared['history']['argmax_ms'].tolist() == fresh['history']['argmax_ms'].tolist()

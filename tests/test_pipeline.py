@@ -16,7 +16,7 @@ import pytest
 TINY_CONFIG = """
 run_dir: {run_dir}
 preset: tiny
-target_quantiles: [0.4]
+target_quantiles: [0.3, 0.6]
 profile: {{runs: 10, warmup: 2, calibrate: 6}}
 search: {{epochs: 2, warmup_epochs: 1, train_limit: 512, batch_size: 64}}
 evolve: {{max_trials: 2, population_size: 2, sample_size: 1, batches: 4, last: 2, data_limit: 256}}
@@ -66,6 +66,12 @@ def test_pipeline_runs_every_stage_and_writes_artifacts(finished_run):
     calibrated = LatencyLUT.load(run_dir / 'profile' / 'lut_calibrated.csv', space='tiny')
     assert calibrated.metadata['calibration']['num_archs'] == 6
     assert summary['predicted_ms'] == pytest.approx(calibrated.predict(summary['arch']))
+    # the two targets shared one warmed-up supernet: the first search wrote it, the second started from it
+    summaries = [json.loads((directory / 'search' / 'summary.json').read_text())
+                 for directory in sorted(run_dir.glob('T*ms'), key=lambda d: float(d.name[1:-2]))]
+    assert [s['warmup_reused'] for s in summaries] == [False, True]
+    assert len(list((run_dir / 'supernet').glob('warmup-*.ckpt'))) == 1
+    assert all(len(pd.read_csv(d / 'search' / 'history.csv')) == 2 for d in run_dir.glob('T*ms'))
 
 
 def test_rerun_skips_everything_and_a_killed_run_resumes_at_its_stage(finished_run):
@@ -73,7 +79,7 @@ def test_rerun_skips_everything_and_a_killed_run_resumes_at_its_stage(finished_r
     before = _markers(run_dir)
     again = _pipeline(config)
     assert again.returncode == 0
-    assert '[run]' not in again.stdout and again.stdout.count('[skip]') == 6
+    assert '[run]' not in again.stdout and again.stdout.count('[skip]') == 2 + 4 * 2  # 2 targets
     assert _markers(run_dir) == before
 
     # Rerun from 'train', kill it once training has started, then resume.
