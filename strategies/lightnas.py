@@ -307,6 +307,8 @@ class LightNASLightningModule(DartsLightningModule):
                'expected_ms': float(self.latency_model.expected_latency(
                    {k: v.detach() for k, v in self.layer_probs().items()})),
                'alpha_entropy': self.alpha_entropy(), 'train_loss': stats.get('train_loss'),
+               # cross-entropy of the sampled paths on the architecture split (empty during warm-up)
+               'arch_loss': stats.get('ce_loss'),
                'identity_eta': self.identity_eta(self.trainer.current_epoch),
                'skip_share': sum(op == 'skip' for op in arch.values()) / max(len(arch), 1),
                'arch': '-'.join(arch[label] for label in self.latency_model.labels)}
@@ -496,7 +498,11 @@ class LightNAS(DARTS):
         return module
 
     def history(self) -> pd.DataFrame:
-        """One row per epoch: lambda, argmax and expected latency, temperature, alpha entropy, accuracy."""
+        """One row per epoch: lambda, argmax and expected latency, temperature, alpha entropy, losses.
+
+        ``train_loss`` is the weight-step loss, ``arch_loss`` the cross-entropy of the alpha steps on
+        the architecture split; ``val_acc`` is filled only when the evaluator has a validation loop.
+        """
         return pd.DataFrame(self.oneshot_module.history_rows)
 
     def export_result(self) -> dict[str, Any]:

@@ -117,6 +117,8 @@ def test_search_exports_arch_history_and_moves_lambda_toward_target():
     assert history['temperature'].iloc[0] == pytest.approx(5.0)
     assert history['temperature'].iloc[2] == pytest.approx(5.0 * math.exp(-0.1))
     assert (history.loc[history['phase'] == 'search', 'mean_lambda'] > 0).all()  # over target: lambda > 0
+    assert history['arch_loss'].isna().tolist() == [True, False, False, False]  # no alpha steps in warm-up
+    assert (history['arch_loss'].iloc[1:] > 0).all()
     result = strategy.export_result()
     assert set(result['arch']) == {'layer00', 'layer01', 'layer02'}
     assert result['lightnet'] == '-'.join(result['arch'].values())
