@@ -84,63 +84,15 @@ def measure_onnx(model, *, num_runs: int = 100, num_warmup_runs: int = 10, threa
     """Time an ONNX model (path or bytes) in ONNX Runtime; returns a dict of summary numbers.
 
     The input shape is the model's own (exported with a fixed shape, batch included).
-    ``clock``: ``wall`` (default) or ``cpu`` (see :func:`_clock`).
+    ``clock``: ``wall`` (default) or ``cpu`` (see :func:`_clock`). When the IQR exceeds
+    ``max_iqr_ratio`` of the median the model is measured again (up to ``max_attempts``),
+    keeping the tightest attempt; ``stable`` says whether one met the bound.
     """
-    import numpy as np
-    import onnxruntime as ort
-
-    if num_runs < 1 or num_warmup_runs < 0:
-        raise ValueError(f'num_runs must be >= 1 and num_warmup_runs >= 0, got {num_runs=}, {num_warmup_runs=}')
-    if threads < 1:
-        raise ValueError(f'threads must be >= 1, got {threads=}')
-    timer = _clock(clock, threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    available = ort.get_available_providers()
-    if providers:
-        unknown = [p for p in providers if p not in available]
-        if unknown:
-            raise ValueError(f'execution providers {unknown} are not available; available: {available}')
-    else:
-        providers = [p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider') if p in available]
-        providers.append('CPUExecutionProvider')
-    session = ort.InferenceSession(model, sess_options=options, providers=list(providers))
-    feeds = {}
-    rng = np.random.default_rng(seed)
-    for node in session.get_inputs():
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in node.shape]
-        feeds[node.name] = rng.standard_normal(shape).astype(np.float32)
-    output_names = [node.name for node in session.get_outputs()]
-
-    best = None
-    attempts = 0
-    for attempts in range(1, max_attempts + 1):
-        for _ in range(num_warmup_runs):
-            session.run(output_names, feeds)
-        times_ms = []
-        for _ in range(num_runs):
-            start = timer()
-            session.run(output_names, feeds)
-            times_ms.append((timer() - start) * 1e3)
-        summary = summarize_times(times_ms)
-        spread = (summary['p75_ms'] - summary['p25_ms']) / summary['median_ms'] if summary['median_ms'] else 0.0
-        summary['iqr_ratio'] = spread
-        if best is None or spread < best['iqr_ratio']:
-            best = summary
-        if spread <= max_iqr_ratio:
-            break
-    best.update({
-        'attempts': attempts, 'stable': best['iqr_ratio'] <= max_iqr_ratio, 'warmup_runs': num_warmup_runs,
-        'threads': threads, 'runtime': f'onnxruntime {ort.__version__}', 'provider': session.get_providers()[0],
-        'input_shape': list(next(iter(feeds.values())).shape), 'host': platform.node(),
-        'machine': platform.machine(), 'clock': clock,
-    })
-    if clock == 'cpu' and best['provider'] != 'CPUExecutionProvider':
-        raise ValueError(f"clock='cpu' needs the CPU execution provider, the session used {best['provider']}")
-    return best
+    result = measure_onnx_group([model], num_runs=num_runs, num_warmup_runs=num_warmup_runs, threads=threads,
+                                providers=providers, max_iqr_ratio=max_iqr_ratio, max_attempts=max_attempts,
+                                seed=seed, clock=clock)[0]
+    del result['interleaved_with']
+    return result
 
 
 def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10, threads: int = 1,
