@@ -42,26 +42,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def search_on_space(space, lut, *, target_ms: float, epochs: int, train_limit: int, seed: int = 0) -> dict:
-    """One LightNAS search on ``space`` (as :func:`nni_lightnas.search.run_search`, with any space)."""
-    from nni.nas.experiment import NasExperiment
-
-    from nni_lightnas.search import SearchConfig, _data_loaders, make_search_evaluator
-    from nni_lightnas.strategies import LightNAS
+    """One LightNAS search on ``space`` with the benchmark's budget."""
+    from nni_lightnas.search import SearchConfig, run_search
     config = SearchConfig(preset=space.config.name, target_ms=target_ms, epochs=epochs,
                           warmup_epochs=max(1, epochs // 5), batch_size=64, train_limit=train_limit, seed=seed)
-    torch.manual_seed(seed)
-    strategy = LightNAS(target_latency_ms=target_ms, latency_model=lut, warmup_epochs=config.warmup_epochs,
-                        arc_learning_rate=config.arc_learning_rate, lambda_lr=config.lambda_lr,
-                        lr_anneal_threshold=config.lr_anneal_threshold)
-    train_loader, arch_loader = _data_loaders(config)
-    evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=epochs,
-                                      learning_rate=config.learning_rate, weight_decay=config.weight_decay)
-    start = time.perf_counter()
-    NasExperiment(space, evaluator, strategy).run()
-    seconds = time.perf_counter() - start
-    result = strategy.export_result()
-    return {'arch': result['lightnet'], 'predicted_ms': result['predicted_ms'], 'search_seconds': seconds,
-            'lambda': result['lambda'], 'epochs': epochs, 'train_limit': train_limit}
+    summary = run_search(config, lut, space=space)
+    return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'search_seconds': summary['seconds'],
+            'lambda': summary['lambda'], 'epochs': epochs, 'train_limit': train_limit}
 
 
 def main(argv=None) -> int:

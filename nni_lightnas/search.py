@@ -118,9 +118,9 @@ def make_search_evaluator(train_loader: DataLoader, arch_loader: DataLoader, *, 
     return Lightning(module, Trainer(**defaults), train_dataloaders=train_loader, val_dataloaders=arch_loader)
 
 
-def _data_loaders(config: SearchConfig) -> tuple[DataLoader, DataLoader]:
+def _data_loaders(config: SearchConfig, space_config: Any = None) -> tuple[DataLoader, DataLoader]:
     from .data import load_for_preset, split_train_arch
-    dataset = load_for_preset(config.preset, 'train', config.data_dir, limit=config.train_limit)
+    dataset = load_for_preset(space_config or config.preset, 'train', config.data_dir, limit=config.train_limit)
     weights_part, arch_part = split_train_arch(dataset, config.arch_fraction, seed=config.seed)
     # Shuffling draws from torch's global generator (seeded by run_search), which a LightNAS
     # checkpoint saves and restores: a resumed search sees the same batches.
@@ -130,9 +130,12 @@ def _data_loaders(config: SearchConfig) -> tuple[DataLoader, DataLoader]:
 
 
 def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLike | None = None, *,
-               save_warmup_to: str | os.PathLike | None = None, warmup_from: str | os.PathLike | None = None,
-               **trainer_kwargs) -> dict[str, Any]:
+               space: Any = None, save_warmup_to: str | os.PathLike | None = None,
+               warmup_from: str | os.PathLike | None = None, **trainer_kwargs) -> dict[str, Any]:
     """Run one LightNAS search; returns the summary (also written to ``output_dir``).
+
+    ``space`` is the model space to search (default: ``LightNASSpace(config.preset)``), e.g. a
+    reduced space from BBSSP profiling; its input shape picks the data.
 
     The fair warm-up does not depend on the target (lambda is 0 and alpha does not move), so
     several targets can share one warmed-up supernet: ``save_warmup_to`` writes a checkpoint
@@ -174,8 +177,8 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
                                 every_n_epochs=config.warmup_epochs, save_on_train_epoch_end=True)
         trainer_kwargs = {**trainer_kwargs, 'enable_checkpointing': True,
                           'callbacks': [*trainer_kwargs.get('callbacks', []), saver]}
-    space = LightNASSpace(config.preset)
-    train_loader, arch_loader = _data_loaders(config)
+    space = LightNASSpace(config.preset) if space is None else space
+    train_loader, arch_loader = _data_loaders(config, space.config)
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
                                       learning_rate=config.learning_rate, weight_decay=config.weight_decay,
                                       num_classes=space.config.num_classes,
@@ -195,7 +198,7 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
                'relative_error': result['relative_error'], 'lambda': result['lambda'], 'epochs': config.epochs,
                'argmax_arch': result['argmax_lightnet'], 'argmax_ms': result['argmax_ms'],
                'argmax_relative_error': result['argmax_relative_error'], 'landed': result['landed'],
-               'seconds': seconds, 'preset': config.preset,
+               'seconds': seconds, 'preset': config.preset, 'space': space.config.name,
                'latency_range_ms': list(strategy.latency_range_ms),
                'final_val_acc': history['val_acc'].iloc[-1] if 'val_acc' in history and len(history) else None,
                'warmup_reused': warmup_from is not None,

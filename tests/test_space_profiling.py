@@ -234,3 +234,17 @@ def test_lightnas_searches_the_reduced_space(profiled):
     found = strategy.export_result()
     assert all(found['arch'][label] in ops for label, ops in result.candidates.items())
     assert found['predicted_ms'] == pytest.approx(lut.predict(found['lightnet']))
+
+
+def test_run_search_takes_the_reduced_space(profiled):
+    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.search import SearchConfig, run_search
+    result, _, _ = profiled
+    space = result.space()
+    lut = build_lut(space, ParamsDevice(), batch=2)
+    low, high = lut.latency_range()
+    summary = run_search(SearchConfig(preset='tiny', target_ms=(low + high) / 2, epochs=2, warmup_epochs=1,
+                                      batch_size=32, train_limit=128), lut, space=space)
+    ops = summary['arch'].split('-')
+    assert all(op in result.candidates[label] for label, op in zip(result.candidates, ops))
+    assert summary['predicted_ms'] == pytest.approx(lut.predict(summary['arch']))
