@@ -44,6 +44,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+#: seed of the calibration nets; the drift measurement re-measures the same nets
+CALIBRATION_SEED = 1
 
 
 def build_or_load_lut(path: Path, preset: str, batch: int | None):
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
 
     from nni_lightnas.latency import LocalDevice
-    from nni_lightnas.latency.calibration import calibrate_on_device, prediction_metrics, random_archs
+    from nni_lightnas.latency.calibration import calibrate_on_device, prediction_metrics, spread_archs
     from nni_lightnas.latency.lut import measure_archs
     from nni_lightnas.search import SearchConfig, _data_loaders, run_search
 
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
             calibration = lut.metadata['calibration']
         else:
             lut, calibration_rows = calibrate_on_device(lut, args.preset, device, num_archs=args.calibrate,
-                                                        batch=batch, rounds=2, seed=1)
+                                                        batch=batch, rounds=2, seed=CALIBRATION_SEED)
             truth = [row['median_ms'] for row in calibration_rows]
             lut = lut.with_calibration(**{**lut.metadata['calibration'], 'metrics': {
                 'plain_lut': prediction_metrics([row['lut_ms'] for row in calibration_rows], truth),
@@ -183,7 +185,8 @@ def main(argv=None) -> int:
     # calibration nets: their ratio measured-now / calibrated-prediction is the machine's drift
     # since the calibration (a shared VM changes speed over an hour), reported beside the raw error.
     entries = [entry for rows in results.values() for entry in rows]
-    references = random_archs(args.preset, args.calibrate, seed=1) if args.calibrate else []
+    # the very nets calibrate_on_device measured (spread over the range, same count and seed)
+    references = spread_archs(lut, args.calibrate, seed=CALIBRATION_SEED) if args.calibrate else []
     measured = measure_archs(args.preset, [entry['arch'] for entry in entries] + references, device, batch=batch,
                              rounds=args.rounds, group_size=None)
     drift_ratios = [row['median_ms'] / lut.predict(row['arch']) for row in measured[len(entries):]]
