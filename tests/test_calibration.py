@@ -40,6 +40,9 @@ def test_relative_fit_trades_absolute_error_for_relative_error():
     assert rms_rel(relative) < rms_rel(absolute)
     assert rms_abs(absolute) <= rms_abs(relative)
     assert relative.metadata['calibration']['fit'] == 'relative'
+    plain = relative.without_calibration()
+    assert 'calibration' not in plain.metadata
+    assert [plain.predict(a) for a in archs] == pytest.approx(list(raw))
     # an exactly linear device is recovered by both
     exact = fit_linear_calibration(lut, archs, 1.25 * raw + 0.1)
     assert exact.scale == pytest.approx(1.25) and exact.offset_ms == pytest.approx(0.1)

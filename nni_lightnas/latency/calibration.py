@@ -98,7 +98,7 @@ def fit_linear_calibration(lut: LatencyLUT, archs: Sequence[Any], measured_ms: S
     >>> round(calibrated.predict('MBK3E3'), 6)
     2.5
     """
-    uncalibrated = LatencyLUT(lut.table, {key: value for key, value in lut.metadata.items() if key != 'calibration'})
+    uncalibrated = lut.without_calibration()
     raw = np.array([uncalibrated.predict(arch) for arch in archs], dtype=float)
     measured = np.asarray(measured_ms, dtype=float)
     if raw.shape != measured.shape or len(raw) == 0:
@@ -196,7 +196,7 @@ def calibrate_on_device(lut: LatencyLUT, space: Any, device: Device, *, num_arch
         raise ValueError(f'num_archs must be >= 3 to fit a scale and an offset, got num_archs={num_archs}')
     archs = spread_archs(lut, num_archs, seed=seed) if spread else random_archs(space, num_archs, seed=seed)
     measured = measure_archs(space, archs, device, batch=batch, rounds=rounds)
-    uncalibrated = LatencyLUT(lut.table, {key: value for key, value in lut.metadata.items() if key != 'calibration'})
+    uncalibrated = lut.without_calibration()
     for row in measured:
         row['lut_ms'] = uncalibrated.predict(row['arch'])
     calibrated = fit_linear_calibration(lut, archs, [row['median_ms'] for row in measured])

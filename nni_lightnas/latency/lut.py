@@ -398,6 +398,10 @@ class LatencyLUT(LatencyModel):
         metadata['calibration'] = {'scale': float(scale), 'offset_ms': float(offset_ms), **info}
         return LatencyLUT(self.table.copy(), metadata)
 
+    def without_calibration(self) -> 'LatencyLUT':
+        """The same table predicting the plain per-op sum (any whole-network calibration dropped)."""
+        return LatencyLUT(self.table, {key: value for key, value in self.metadata.items() if key != 'calibration'})
+
     def describe(self) -> str:
         low, high = self.latency_range()
         return (f'LUT {self.metadata.get("preset", "?")} on {self.metadata.get("device", "?")} '
