@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .device_options import add_measurement_arguments, device_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('model', help='ONNX file (exported with a fixed input shape, batch included)')
@@ -16,12 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='ssh:// devices: extra ssh -o option (repeatable)')
     parser.add_argument('--remote-python', default=None,
                         help="ssh:// devices: the board's python3 that has onnxruntime (default python3)")
-    parser.add_argument('--runs', type=int, default=100, help='timed runs (default 100)')
-    parser.add_argument('--warmup', type=int, default=10, help='untimed warm-up runs (default 10)')
-    parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
-    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
-                        help="local device: wall (default) or cpu, the measuring thread's CPU time, robust to "
-                             'other processes on a shared machine (needs --threads 1)')
+    add_measurement_arguments(parser)
     parser.add_argument('--max-iqr-ratio', type=float, default=0.1,
                         help='re-measure when IQR / median exceeds this (default 0.1)')
     parser.add_argument('--max-attempts', type=int, default=3, help='measurements at most (default 3)')
@@ -33,17 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nni_lightnas.latency.devices import make_device
-
     if not Path(args.model).is_file():
         raise FileNotFoundError(f'ONNX model {args.model} does not exist')
     if args.repeat < 1:
         raise ValueError(f'--repeat must be >= 1, got {args.repeat}')
-    device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
-                         **({'clock': args.clock} if args.clock != 'wall' else {}),
-                         max_iqr_ratio=args.max_iqr_ratio, max_attempts=args.max_attempts,
-                         identity_file=args.ssh_identity, ssh_options=args.ssh_option or None,
-                         remote_python=args.remote_python)
+    device = device_from_args(args, max_iqr_ratio=args.max_iqr_ratio, max_attempts=args.max_attempts,
+                              identity_file=args.ssh_identity, ssh_options=args.ssh_option or None,
+                              remote_python=args.remote_python)
     results = []
     for _ in range(args.repeat):
         result = device.measure(args.model)

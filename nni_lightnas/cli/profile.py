@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .device_options import add_measurement_arguments, device_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--preset', default='fashion_mnist', help='imagenet, cifar10, fashion_mnist or tiny')
@@ -14,12 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'local' (ONNX Runtime here) or 'ssh://[user@]host[:port]' (default local)")
     parser.add_argument('--batch', type=int, default=None,
                         help='batch of every measured input (default 32 for 28x28/32x32 presets, else 1)')
-    parser.add_argument('--runs', type=int, default=100, help='timed runs per measurement (default 100)')
-    parser.add_argument('--warmup', type=int, default=10, help='warm-up runs per measurement (default 10)')
-    parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
-    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
-                        help="local device: wall (default) or cpu, the measuring thread's CPU time, robust to "
-                             'other processes on a shared machine (needs --threads 1)')
+    add_measurement_arguments(parser)
     parser.add_argument('--correct', choices=['none', 'bbssp', 'linear', 'bbssp+linear'], default='none',
                         help='bbssp: layer-adaptive correction with whole-network base nets (written to '
                              'OUTPUT with a .bbssp suffix, the plain LUT stays at OUTPUT); linear: a '
@@ -41,12 +38,10 @@ def _corrected_path(path, suffix: str):
 def run(args: argparse.Namespace) -> int:
     import random
 
-    from nni_lightnas.latency.devices import make_device
     from nni_lightnas.latency.lut import build_lut, measure_archs, resolve_space
     from nni_lightnas.search_spaces import encode_arch
 
-    device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
-                         **({'clock': args.clock} if args.clock != 'wall' else {}))
+    device = device_from_args(args)
     lut = build_lut(args.preset, device, batch=args.batch, path=args.output, overwrite=args.overwrite)
     outputs = {'plain': str(args.output)}
     final = lut

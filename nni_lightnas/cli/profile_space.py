@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .device_options import add_measurement_arguments, device_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--preset', default='fashion_mnist', help='imagenet, cifar10, fashion_mnist or tiny')
@@ -32,17 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='local', help="'local' or 'ssh://[user@]host[:port]' (default local)")
     parser.add_argument('--batch', type=int, default=None,
                         help='batch of the measured networks (default 32 for 28x28/32x32 presets, else 1)')
-    parser.add_argument('--runs', type=int, default=100, help='timed runs per measurement (default 100)')
-    parser.add_argument('--warmup', type=int, default=10, help='warm-up runs per measurement (default 10)')
-    parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
-    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
-                        help='local device clock: wall (default) or cpu (robust on a shared machine)')
+    add_measurement_arguments(parser)
     parser.add_argument('--rounds', type=int, default=1, help='interleaved measurement rounds (default 1)')
     parser.add_argument('--seed', type=int, default=0, help='seed of initialisation and batch order')
 
 
 def run(args: argparse.Namespace) -> int:
-    from nni_lightnas.latency.devices import make_device
     from nni_lightnas.strategies.space_profiling import ProfilingConfig, profile_search_space
 
     config = ProfilingConfig(
@@ -51,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
         mix_families=args.mix_families, base_steps=args.base_steps, finetune_steps=args.finetune_steps,
         batch_size=args.batch_size, train_limit=args.train_limit, val_limit=args.val_limit,
         latency_batch=args.batch, rounds=args.rounds, seed=args.seed)
-    device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
-                         **({'clock': args.clock} if args.clock != 'wall' else {}))
+    device = device_from_args(args)
     result = profile_search_space(config, device, data_root=args.data_dir)
     output = result.save(args.output)
     summary = result.summary()

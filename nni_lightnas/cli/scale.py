@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .device_options import add_measurement_arguments, device_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('arch', help="the searched LightNet, e.g. 'MBK3E6-skip-MBK7E3', or an arch.json of a search")
@@ -19,11 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='local', help="'local' or 'ssh://[user@]host[:port]' (default local)")
     parser.add_argument('--batch', type=int, default=None,
                         help='batch of the measured input (default 32 for 28x28/32x32 presets, else 1)')
-    parser.add_argument('--runs', type=int, default=100, help='timed runs per measurement (default 100)')
-    parser.add_argument('--warmup', type=int, default=10, help='warm-up runs per measurement (default 10)')
-    parser.add_argument('--threads', type=int, default=1, help='intra-op threads of the runtime (default 1)')
-    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
-                        help='local device clock: wall (default) or cpu (robust on a shared machine)')
+    add_measurement_arguments(parser)
     parser.add_argument('--rounds', type=int, default=3, help='interleaved measurement rounds per step (default 3)')
     parser.add_argument('--train-steps', type=int, default=0,
                         help='if > 0, train original and scaled nets this many steps on Fashion-MNIST and '
@@ -47,11 +45,9 @@ def _read_arch(value: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nni_lightnas.latency.devices import make_device
     from nni_lightnas.strategies.comfort_zone import comfort_zone_scale, compare_accuracy
 
-    device = make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
-                         **({'clock': args.clock} if args.clock != 'wall' else {}))
+    device = device_from_args(args)
     result = comfort_zone_scale(_read_arch(args.arch), args.preset, device, tolerance=args.tolerance,
                                 width_step=args.width_step, max_steps=args.max_steps, depth=args.depth,
                                 max_extra_layers=args.max_extra_layers, batch=args.batch, rounds=args.rounds)
