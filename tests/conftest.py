@@ -24,3 +24,13 @@ def published_lightnets() -> list[dict]:
     if not LIGHTNETS_JSON.is_file():
         pytest.skip(f'{LIGHTNETS_JSON} not found (set NNI_LIGHTNAS_SHARED to the shared/ directory)')
     return json.loads(LIGHTNETS_JSON.read_text())['lightnets']
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """One torch thread for a module of short CPU training runs: on the shared 2-core machine two
+    threads contend and run several times slower. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,14 +18,7 @@ from nni_lightnas.strategies.comfort_zone import ScaledNet, compare_accuracy
 
 ARCH = ('MBK3E6', 'skip', 'MBK7E3')
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_torch_thread():
-    # short CPU runs on a shared 2-core machine: two threads contend and run several times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _params(net: ScaledNet, batch: int = 32) -> int:

@@ -19,6 +19,8 @@ from nni_lightnas.search_spaces.families import (FAMILIES, BasicResidual, PlainC
 from nni_lightnas.strategies import ProfilingConfig, profile_search_space
 from nni_lightnas.strategies.space_profiling import bbssp_cost, select_candidates, ssbn_archs
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 
 # ----------------------------------------------------------------------------- block families
 @pytest.mark.parametrize('name, stride, in_chs, out_chs', [
@@ -127,15 +129,6 @@ def test_ssbn_archs_and_config_validation():
 
 
 # ----------------------------------------------------------------------------- real profiling
-@pytest.fixture(scope='module', autouse=True)
-def one_torch_thread():
-    # short CPU runs on a shared 2-core machine: two threads contend and run several times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def fashion_slices():
     data = load_fashion_mnist('train', limit=192)
