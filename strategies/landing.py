@@ -84,12 +84,13 @@ def _knapsack(lut, scores: dict[str, np.ndarray], target_ms: float, tolerance: f
     # predict = scale * (fixed + sum) + offset  ->  window on the per-layer sum.
     low = (target_ms * (1 - tolerance) - lut.offset_ms) / lut.scale - lut.fixed_ms
     high = (target_ms * (1 + tolerance) - lut.offset_ms) / lut.scale - lut.fixed_ms
-    span = sum(float(lut.layer_latencies(label).max() - lut.layer_latencies(label).min()) for label in labels)
+    latencies = [lut.layer_latencies(label).numpy() for label in labels]
+    span = sum(float(values.max() - values.min()) for values in latencies)
     # A grid fine enough for the window, but never more than _MAX_GRID cells (a very tight
     # tolerance coarsens the grid; every candidate is checked with the table anyway).
     step = max((high - low) / _GRID_STEPS_PER_WINDOW, span / _MAX_GRID)
     # Grid costs relative to each layer's cheapest op (corrected tables may hold negative entries).
-    raw_costs = [np.rint(lut.layer_latencies(label).numpy() / step).astype(int) for label in labels]
+    raw_costs = [np.rint(values / step).astype(int) for values in latencies]
     base = sum(int(cost.min()) for cost in raw_costs)
     costs = [cost - cost.min() for cost in raw_costs]
     size = int(sum(int(cost.max()) for cost in costs)) + 1
