@@ -185,7 +185,8 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
     # Several targets share one warmed-up supernet (the warm-up does not depend on the target);
     # its file name carries everything else the warm-up depends on.
     shared_warmup = None
-    if len(targets) > 1 and int(config.search.get('warmup_epochs', 2)) > 0:
+    from .search import SearchConfig
+    if len(targets) > 1 and int(config.search.get('warmup_epochs', SearchConfig.warmup_epochs)) > 0:
         shared_warmup = run_dir / 'supernet' / (
             f"warmup-{_digest({'lut': profile_out['_hash'], 'seed': config.seed, **config.search})}.ckpt")
     for target_ms in targets:
