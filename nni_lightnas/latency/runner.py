@@ -16,9 +16,10 @@ Usage on a board::
     python3 runner.py model.onnx --runs 200 --warmup 20 --threads 1 [--providers ...]
 
 prints one JSON object (the keys of :func:`measure_onnx`'s result).
-"""
 
-from __future__ import annotations
+Python 3.6 compatible (JetPack 4 boards): no ``from __future__ import annotations``, no
+``f"{x=}"``, no ``statistics.fmean``; ``tests/test_jetson_board.py`` checks it with ``vermin``.
+"""
 
 import argparse
 import json
@@ -50,7 +51,7 @@ def summarize_times(times_ms: list) -> dict:
         high = min(low + 1, count - 1)
         return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
-    mean = statistics.fmean(ordered)
+    mean = sum(ordered) / count
     std = statistics.pstdev(ordered) if count > 1 else 0.0
     return {
         'median_ms': quantile(0.5), 'p25_ms': quantile(0.25), 'p75_ms': quantile(0.75),
@@ -73,38 +74,43 @@ def _clock(clock: str, threads: int):
         return time.perf_counter
     if clock == 'cpu':
         if threads != 1:
-            raise ValueError(f"clock='cpu' times the calling thread only and needs threads=1, got {threads=}")
-        return time.thread_time
-    raise ValueError(f'unknown clock {clock!r}; accepted: {CLOCKS}')
+            raise ValueError("clock='cpu' times the calling thread only and needs threads=1, got threads=%r"
+                             % (threads,))
+        if not hasattr(time, 'thread_time'):  # Python 3.6
+            raise ValueError("clock='cpu' needs Python 3.7+ (time.thread_time) on the board; use clock='wall'")
+        return getattr(time, 'thread_time')
+    raise ValueError('unknown clock %r; accepted: %s' % (clock, CLOCKS))
 
 
 def measure_onnx(model, *, num_runs: int = 100, num_warmup_runs: int = 10, threads: int = 1,
                  providers=None, max_iqr_ratio: float = 0.1, max_attempts: int = 3, seed: int = 0,
-                 clock: str = 'wall') -> dict:
+                 clock: str = 'wall', on_timed=None) -> dict:
     """Time an ONNX model (path or bytes) in ONNX Runtime; returns a dict of summary numbers.
 
     The input shape is the model's own (exported with a fixed shape, batch included).
     ``clock``: ``wall`` (default) or ``cpu`` (see :func:`_clock`). When the IQR exceeds
     ``max_iqr_ratio`` of the median the model is measured again (up to ``max_attempts``),
     keeping the tightest attempt; ``stable`` says whether one met the bound.
+    ``on_timed(start_unix_s, end_unix_s)`` is called after each attempt's timed runs (the
+    board's energy measurement uses it).
     """
     result = measure_onnx_group([model], num_runs=num_runs, num_warmup_runs=num_warmup_runs, threads=threads,
                                 providers=providers, max_iqr_ratio=max_iqr_ratio, max_attempts=max_attempts,
-                                seed=seed, clock=clock)[0]
+                                seed=seed, clock=clock, on_timed=on_timed)[0]
     del result['interleaved_with']
     return result
 
 
 def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10, threads: int = 1,
                        providers=None, max_iqr_ratio: float = 0.1, max_attempts: int = 3, seed: int = 0,
-                       clock: str = 'wall') -> list:
+                       clock: str = 'wall', on_timed=None) -> list:
     """Time several ONNX models with their runs interleaved; one summary dict per model.
 
     All sessions are created first; then each timed round runs every model once (the order
     rotates every round), so a change of machine load hits all of them alike and their
     differences stay accurate. When any model's IQR exceeds ``max_iqr_ratio`` of its
     median the whole group is measured again (up to ``max_attempts``), keeping the attempt
-    whose widest relative spread is smallest.
+    whose widest relative spread is smallest. ``on_timed``: see :func:`measure_onnx`.
     """
     import numpy as np
     import onnxruntime as ort
@@ -112,9 +118,10 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
     if not models:
         return []
     if num_runs < 1 or num_warmup_runs < 0:
-        raise ValueError(f'num_runs must be >= 1 and num_warmup_runs >= 0, got {num_runs=}, {num_warmup_runs=}')
+        raise ValueError('num_runs must be >= 1 and num_warmup_runs >= 0, got num_runs=%r, num_warmup_runs=%r'
+                         % (num_runs, num_warmup_runs))
     if threads < 1:
-        raise ValueError(f'threads must be >= 1, got {threads=}')
+        raise ValueError('threads must be >= 1, got threads=%r' % (threads,))
     timer = _clock(clock, threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -125,11 +132,11 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
     if providers:
         unknown = [p for p in providers if p not in available]
         if unknown:
-            raise ValueError(f'execution providers {unknown} are not available; available: {available}')
+            raise ValueError('execution providers %s are not available; available: %s' % (unknown, available))
     else:
         providers = [p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider') if p in available]
         providers.append('CPUExecutionProvider')
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if hasattr(np.random, 'default_rng') else np.random.RandomState(seed)
     runs = []
     for model in models:
         session = ort.InferenceSession(model, sess_options=options, providers=list(providers))
@@ -147,6 +154,7 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
             for session, outputs, feeds in runs:
                 session.run(outputs, feeds)
         times_ms = [[] for _ in runs]
+        timed_start = time.time()
         for round_index in range(num_runs):
             for offset in range(count):
                 index = (round_index + offset) % count
@@ -154,6 +162,8 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
                 start = timer()
                 session.run(outputs, feeds)
                 times_ms[index].append((timer() - start) * 1e3)
+        if on_timed is not None:
+            on_timed(timed_start, time.time())
         summaries = []
         for values in times_ms:
             summary = summarize_times(values)
@@ -169,12 +179,12 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
     for (session, _, feeds), summary in zip(runs, best[1]):
         summary.update({
             'attempts': attempts, 'stable': summary['iqr_ratio'] <= max_iqr_ratio, 'warmup_runs': num_warmup_runs,
-            'threads': threads, 'runtime': f'onnxruntime {ort.__version__}', 'provider': session.get_providers()[0],
+            'threads': threads, 'runtime': 'onnxruntime %s' % ort.__version__, 'provider': session.get_providers()[0],
             'input_shape': list(next(iter(feeds.values())).shape), 'host': platform.node(),
             'machine': platform.machine(), 'interleaved_with': count - 1, 'clock': clock,
         })
         if clock == 'cpu' and summary['provider'] != 'CPUExecutionProvider':
-            raise ValueError(f"clock='cpu' needs the CPU execution provider, the session used {summary['provider']}")
+            raise ValueError("clock='cpu' needs the CPU execution provider, the session used %s" % summary['provider'])
         results.append(summary)
     return results
 
@@ -195,7 +205,7 @@ def main(argv=None) -> int:
                               providers=args.providers, max_iqr_ratio=args.max_iqr_ratio,
                               max_attempts=args.max_attempts, clock=args.clock)
     except ImportError as error:
-        print(json.dumps({'error': f'onnxruntime missing on this host: {error}'}))
+        print(json.dumps({'error': 'onnxruntime missing on this host: %s' % error}))
         return 3
     print(json.dumps(result))
     return 0

@@ -4,14 +4,17 @@ The system OpenSSH client does the connecting, so the user's ``~/.ssh/config`` (
 ``ProxyJump``, ``ControlMaster``), keys and agent all apply; it runs with ``BatchMode=yes``
 and never prompts. Each measurement is one SSH session that:
 
-1. ships ``runner.py`` and ``ssh_board.py`` (a few kB, so the board never runs stale code)
-   and the ONNX file, through the session's stdin;
+1. ships ``runner.py``, ``ssh_board.py``, ``board_trtexec.py`` and ``board_power.py`` (a
+   few kB, so the board never runs stale code; Python 3.6 compatible, for JetPack 4) and the
+   ONNX file, through the session's stdin;
 2. on the board, takes an exclusive ``flock`` on ``board_lock`` (``/tmp/nni-lightnas-board.lock``,
    one file for every user of the board): one measurement at a time per board, whichever
    workstation, user, trial or pool asks;
-3. runs ``trtexec`` (when configured; its GPU compute times) or ONNX Runtime (TensorRT /
-   CUDA execution providers when present, else CPU) and reads board facts (nvpmodel mode,
-   whether clocks are locked);
+3. runs ``trtexec`` (when configured; its GPU compute times, from an engine built once per
+   network, precision and TensorRT version and kept on the board) or ONNX Runtime (TensorRT /
+   CUDA execution providers when present, else CPU), optionally samples the board's power
+   rails for the energy per inference, and reads board facts (nvpmodel mode, whether clocks
+   are locked);
 4. prints one JSON line, read back into a :class:`~nni_lightnas.latency.device.LatencyResult`.
 
 The board needs Python 3 and ``onnxruntime`` (or ``trtexec``); no NNI (NNI 3.0 has no
@@ -47,7 +50,7 @@ __all__ = ['SSHDevice', 'SSHTarget', 'parse_ssh_url', 'parse_trtexec_output', 'c
 
 _logger = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
-_BOARD_FILES = ('runner.py', 'ssh_board.py')
+_BOARD_FILES = ('runner.py', 'ssh_board.py', 'board_trtexec.py', 'board_power.py')
 SSH_EXIT = 255
 DEFAULT_BOARD_LOCK = '/tmp/nni-lightnas-board.lock'
 
@@ -194,7 +197,27 @@ class SSHDevice(Device):
         Measure with TensorRT's ``trtexec`` (``True`` for ``trtexec`` on PATH or in
         ``/usr/src/tensorrt/bin``, or its path) instead of ONNX Runtime.
     trtexec_args
-        Extra trtexec arguments, e.g. ``['--fp16']``.
+        Extra trtexec arguments, e.g. ``['--fp16']``. Precision, shape and builder flags
+        are part of the engine cache key; ``--onnx``, ``--saveEngine``, ``--loadEngine``,
+        ``--timingCacheFile``, ``--iterations``, ``--warmUp`` ... are set by the measurement.
+    engine_cache
+        trtexec engine cache on the board: ``True`` (``<remote_dir>/engines``), a directory,
+        or ``False`` (build every time). Engines are keyed by the ONNX file's sha256, the
+        TensorRT version, the engine flags and the board model; builds share a timing cache.
+    engine_cache_mb
+        Size limit of the engine cache; the least recently used engines go first.
+    trtexec_version
+        The board's TensorRT version, when neither ``trtexec --help`` nor ``libnvinfer.so.X.Y.Z``
+        tells it (it picks the per-run time source: TensorRT 7 has no usable ``--exportTimes``).
+    energy
+        Measure the energy per inference (``facts['energy_mj']``, mJ) from the board's
+        INA3221 power rails: idle power sampled for ``idle_s`` first, then subtracted from
+        the mean power during the timed runs. Single models only (an interleaved group
+        cannot be split).
+    power_root
+        Root of the sysfs tree holding the rails on the board (``/``; a simulated tree in tests).
+    idle_s, power_interval_ms
+        Idle sampling time and power sampling period.
     providers
         ONNX Runtime execution providers on the board (default: TensorRT, CUDA when
         present, then CPU).
@@ -236,6 +259,8 @@ class SSHDevice(Device):
                  remote_python: str = 'python3', remote_dir: str = '~/.cache/nni-lightnas',
                  board_lock: str = DEFAULT_BOARD_LOCK,
                  trtexec: bool | str = False, trtexec_args: Sequence[str] = (), providers: Sequence[str] | None = None,
+                 engine_cache: bool | str = True, engine_cache_mb: float = 2048.0, trtexec_version: str | None = None,
+                 energy: bool = False, power_root: str = '/', idle_s: float = 1.0, power_interval_ms: float = 10.0,
                  connect_timeout_s: float = 10.0, timeout_s: float = 600.0, lock_timeout_s: float | None = 3600.0,
                  retries: int = 3, backoff_s: float = 2.0, ssh_binary: str = 'ssh', clock: str = 'wall', **kwargs):
         super().__init__(**kwargs)
@@ -259,6 +284,20 @@ class SSHDevice(Device):
         self.board_lock = board_lock
         self.trtexec = 'trtexec' if trtexec is True else (str(trtexec) if trtexec else None)
         self.trtexec_args = list(trtexec_args)
+        if self.trtexec:
+            from .board_trtexec import split_flags
+            split_flags(self.trtexec_args)  # a flag the measurement sets itself: ValueError now, not on the board
+        self.engine_cache = engine_cache
+        if not engine_cache_mb > 0:
+            raise ValueError(f'engine_cache_mb must be > 0, got {engine_cache_mb=}')
+        self.engine_cache_mb = float(engine_cache_mb)
+        self.trtexec_version = trtexec_version
+        self.energy = bool(energy)
+        self.power_root = power_root
+        if not idle_s > 0 or not power_interval_ms > 0:
+            raise ValueError(f'idle_s and power_interval_ms must be > 0, got {idle_s=}, {power_interval_ms=}')
+        self.idle_s = float(idle_s)
+        self.power_interval_ms = float(power_interval_ms)
         self.providers = list(providers) if providers else None
         if retries < 0:
             raise ValueError(f'retries must be >= 0, got {retries=}')
@@ -299,6 +338,16 @@ class SSHDevice(Device):
         if self.trtexec:
             args += ['--trtexec', self.trtexec]
             args += [f'--trtexec-arg={arg}' for arg in self.trtexec_args]
+            if self.engine_cache is False:
+                args += ['--engine-cache', 'off']
+            elif isinstance(self.engine_cache, str):
+                args += ['--engine-cache', self.engine_cache]
+            args += ['--engine-cache-mb', repr(self.engine_cache_mb)]
+            if self.trtexec_version:
+                args += ['--trtexec-version', self.trtexec_version]
+        if self.energy:
+            args += ['--energy', '--power-root', self.power_root, '--idle-s', repr(self.idle_s),
+                     '--power-interval-ms', repr(self.power_interval_ms)]
         return args
 
     def _remote_command(self) -> str:
@@ -363,11 +412,7 @@ class SSHDevice(Device):
         """Measure ``model`` (ONNX path, bytes, or ``nn.Module`` with ``input_shape``) on the board."""
         with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
             path = self._as_onnx_file(model, input_shape, Path(workdir))
-            result = self._measure_onnx_file(path)
-        if not result.stable:
-            _logger.warning('%s: spread stayed wide after %d attempts (IQR %.3f ms on median %.3f ms)',
-                            self.name, result.attempts, result.iqr_ms, result.median_ms)
-        return result
+            return self._measure_onnx_file(path)
 
     def _measure_onnx_file(self, path: Path) -> LatencyResult:
         return self._measure_onnx_group([path])[0]
@@ -397,7 +442,13 @@ class SSHDevice(Device):
             if not isinstance(results, list) or len(results) != len(paths):
                 raise MeasurementError(f'{self.name}: the board answered {len(results or [])} results for '
                                        f'{len(paths)} models', host=self.target.host)
-            return [LatencyResult.from_runner(item, device=self.name, **facts) for item in results]
+            measured = [LatencyResult.from_runner(item, device=self.name, **facts) for item in results]
+            for result in measured:
+                if not result.stable:  # kept, flagged: the LUT row says stable=False
+                    spread = (f'IQR {result.iqr_ms:.3f} ms on median {result.median_ms:.3f} ms'
+                              if result.facts.get('iqr_ratio') is not None else 'no per-run times: spread unknown')
+                    _logger.warning('%s: unstable after %d attempts (%s)', self.name, result.attempts, spread)
+            return measured
         last = errors[-1]
         if len(errors) > 1:
             first = f'; first failure: {errors[0]}' if str(errors[0]) != str(last) else ''
@@ -432,6 +483,9 @@ class SSHDevice(Device):
                                      host=host)
             if kind == 'timeout':
                 raise MeasurementTimeout(f'{self.name}: {message}; raise timeout_s', host=host)
+            if kind == 'no_power_rails':
+                raise BoardSetupError(f'{self.name}: {message}. This board exposes no INA3221 rails to this user; '
+                                      f'measure without energy=True, or check power_root', host=host)
             raise MeasurementError(f'{self.name}: measurement failed on {host} ({kind}): {message}', host=host)
         if code == 0 and isinstance(data, dict) and 'results' in data:
             return data
@@ -478,5 +532,7 @@ class SSHDevice(Device):
         if self.identity_file:
             extra += f', identity_file={self.identity_file!r}'
         if self.trtexec:
-            extra += f', trtexec={self.trtexec!r}'
+            extra += f', trtexec={self.trtexec!r}, engine_cache={self.engine_cache!r}'
+        if self.energy:
+            extra += ', energy=True'
         return f'{extra}, {super().extra_repr()}'

@@ -2,9 +2,11 @@
 """Board side of the ``ssh://`` device: receive a model, take the board lock, time it, print JSON.
 
 This file runs on the board (a Jetson), shipped there by :class:`~nni_lightnas.latency.ssh.SSHDevice`
-together with ``runner.py`` on every call. It needs only Python 3 (3.6 or newer for this file;
-``runner.py`` needs 3.8) and, for the ONNX Runtime path, ``onnxruntime``; for the TensorRT path,
-``trtexec``. No NNI, no torch, no nni_lightnas.
+together with ``runner.py``, ``board_trtexec.py`` and ``board_power.py`` on every call. They
+need only Python 3.6 or newer (JetPack 4 ships 3.6; ``tests/test_jetson_board.py`` checks the
+minimum with ``vermin`` and runs them under the oldest Python the test machine has) and, for
+the ONNX Runtime path, ``onnxruntime`` and numpy; for the TensorRT path, ``trtexec``. No NNI,
+no torch, no nni_lightnas.
 
 Protocol (stdin, then stdout):
 
@@ -15,14 +17,17 @@ Protocol (stdin, then stdout):
 2. an exclusive ``flock`` on the board lock (``--lock-file``, by default
    ``/tmp/nni-lightnas-board.lock`` from the SSH device, the same for every user): one
    measurement at a time on this board, whichever workstation, user or trial asks;
-3. ``trtexec`` (when ``--trtexec`` is given; one model after another) or
-   ``runner.measure_onnx`` (``runner.measure_onnx_group``, runs interleaved, for several);
-4. one JSON line on stdout: ``{"results": [runner keys, ...], "facts": {...}}`` (power
-   mode, clocks, lock times), or ``{"error": {"kind": ..., "message": ...}}`` with a
-   non-zero exit code.
+3. with ``--energy``: the idle power of the board (``--idle-s`` seconds of its INA3221
+   rails, :mod:`board_power`), then power samples all through the timed runs;
+4. ``trtexec`` (when ``--trtexec`` is given; one model after another, engines from the
+   board's engine cache, :mod:`board_trtexec`) or ``runner.measure_onnx``
+   (``runner.measure_onnx_group``, runs interleaved, for several);
+5. one JSON line on stdout: ``{"results": [runner keys, ...], "facts": {...}}`` (power
+   mode, clocks, lock times; ``energy_mj`` and the powers in each result with
+   ``--energy``), or ``{"error": {"kind": ..., "message": ...}}`` with a non-zero exit code.
 
-The trtexec summary parser :func:`parse_trtexec_output` also lives here (it runs on the
-board) and is re-exported by :mod:`nni_lightnas.latency.ssh`.
+The trtexec summary parser :func:`parse_trtexec_output` lives in :mod:`board_trtexec` and is
+re-exported here and by :mod:`nni_lightnas.latency.ssh`.
 """
 
 from __future__ import print_function
@@ -40,76 +45,28 @@ import sys
 import threading
 import time
 
+try:
+    from . import board_power, board_trtexec, runner
+    from .board_trtexec import parse_trtexec_output
+except ImportError:  # on the board: the shipped files sit side by side, not in a package
+    import board_power
+    import board_trtexec
+    import runner
+    from board_trtexec import parse_trtexec_output
+
 __all__ = ['parse_trtexec_output', 'board_facts', 'main']
 
 EXIT_CODES = {
     'onnxruntime_missing': 3, 'trtexec_missing': 4, 'trtexec_failed': 5, 'lock_timeout': 6,
-    'timeout': 7, 'bad_input': 8, 'runtime': 9,
+    'timeout': 7, 'bad_input': 8, 'runtime': 9, 'no_power_rails': 10,
 }
 
-_NUMBER = r'([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)'
-_STAT = re.compile(r'(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*[=:]\s*' + _NUMBER + r'\s*(ms|us|s)?')
-_PERCENTILE_OLD = re.compile(r'percentile\s*[=:]\s*' + _NUMBER + r'\s*(ms|us|s)?\s*at\s*(\d+(?:\.\d+)?)%')
-_SCALE = {'ms': 1.0, 'us': 1e-3, 's': 1e3, None: 1.0}
-# optional log prefix ('[11/24/2026-10:00:00] [I] '), a label, a colon, the numbers
-_LINE = re.compile(r'^(?:.*\]\s*)?(?P<label>[A-Za-z][A-Za-z0-9 ]*?)\s*:\s*(?P<rest>.*)$')
-_SECTIONS = {'GPU Compute Time': 'gpu_compute', 'GPU Compute': 'gpu_compute', 'Latency': 'latency',
-             'Enqueue Time': 'enqueue', 'H2D Latency': 'h2d', 'D2H Latency': 'd2h'}
 
 
 class BoardError(Exception):
     def __init__(self, kind, message):
         super(BoardError, self).__init__(message)
         self.kind = kind
-
-
-def _parse_stats(text):
-    stats = {}
-    for match in _STAT.finditer(text):
-        name, percent, value, unit = match.groups()
-        value = float(value) * _SCALE[unit]
-        if percent is not None:
-            stats['p%g' % float(percent)] = value
-        else:
-            stats[name] = value
-    for match in _PERCENTILE_OLD.finditer(text):
-        value, unit, percent = match.groups()
-        stats['p%g' % float(percent)] = float(value) * _SCALE[unit]
-    return stats
-
-
-def parse_trtexec_output(text):
-    """Statistics (ms) of trtexec's performance summary: ``{'gpu_compute': {...}, ...}``.
-
-    Reads the ``GPU Compute Time``, ``Latency``, ``Enqueue Time``, ``H2D Latency`` and
-    ``D2H Latency`` lines of TensorRT 8/10 (``min = 0.61 ms, max = ..., mean = ..., median
-    = ..., percentile(99%) = ...``), the TensorRT 7 form (``GPU Compute: min: 0.61 ms, ...,
-    percentile: 0.9 ms at 99%``) and the throughput (``qps``). Raises ``ValueError`` when
-    there is no GPU compute line.
-
-    Examples
-    --------
-    >>> text = '[I] GPU Compute Time: min = 0.5 ms, max = 0.9 ms, mean = 0.6 ms, median = 0.58 ms'
-    >>> parse_trtexec_output(text)['gpu_compute']['median']
-    0.58
-    """
-    sections = {}
-    for line in text.splitlines():
-        match = _LINE.match(line.strip())
-        if not match:
-            continue
-        label, rest = ' '.join(match.group('label').split()), match.group('rest')
-        if label == 'Throughput':
-            qps = re.match(_NUMBER + r'\s*qps', rest.strip())
-            if qps:
-                sections['throughput_qps'] = float(qps.group(1))
-        elif label in _SECTIONS:
-            stats = _parse_stats(rest)
-            if stats:
-                sections[_SECTIONS[label]] = stats
-    if 'gpu_compute' not in sections or 'median' not in sections['gpu_compute']:
-        raise ValueError('no "GPU Compute Time: ... median = ..." line in the trtexec output')
-    return sections
 
 
 def _read(path):
@@ -251,68 +208,34 @@ def _take_lock(path, timeout_s):
             time.sleep(0.05)
 
 
-def _run_trtexec(args, model_path, workdir, children, deadline):
-    executable = args.trtexec
+def _find_trtexec(executable):
     candidates = [executable] if os.path.sep in executable else [executable, '/usr/src/tensorrt/bin/trtexec']
-    found = None
     for candidate in candidates:
         if os.path.sep in candidate and os.access(candidate, os.X_OK):
-            found = candidate
-            break
+            return candidate
         for directory in os.environ.get('PATH', '').split(os.pathsep):
             if os.access(os.path.join(directory, candidate), os.X_OK):
-                found = os.path.join(directory, candidate)
-                break
-        if found:
-            break
-    if not found:
-        raise BoardError('trtexec_missing', 'trtexec not found (tried %s and PATH); install TensorRT '
-                         '(JetPack) or give its full path' % ', '.join(candidates))
-    times_path = os.path.join(workdir, '%d-times.json' % os.getpid())
-    argv = [found, '--onnx=' + model_path, '--iterations=%d' % args.runs, '--duration=0',
-            '--warmUp=%d' % args.warmup_ms, '--avgRuns=1', '--exportTimes=' + times_path] + list(args.trtexec_arg or [])
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                            preexec_fn=os.setsid)
-    children.procs.append(proc)
-    try:
-        output, _ = proc.communicate(timeout=max(1.0, deadline - time.time()))
-    except subprocess.TimeoutExpired:
-        children.kill()
-        raise BoardError('timeout', 'trtexec ran past the %.0f s limit' % args.timeout)
-    if proc.returncode != 0:
-        raise BoardError('trtexec_failed', 'trtexec exited with %d: %s' % (proc.returncode, output[-2000:]))
-    sections = parse_trtexec_output(output)
-    result = None
-    try:
-        with open(times_path) as handle:
-            compute = [float(item['computeMs']) for item in json.load(handle) if 'computeMs' in item]
-        if compute:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            from runner import summarize_times
-            result = summarize_times(compute)
-    except (IOError, OSError, ValueError, KeyError, ImportError):
-        result = None
-    finally:
-        if os.path.exists(times_path):
-            os.remove(times_path)
-    gpu = sections['gpu_compute']
-    if result is None:  # summary only: no quartiles, percentiles where printed
-        result = {'median_ms': gpu['median'], 'p25_ms': gpu.get('p25', gpu['median']),
-                  'p75_ms': gpu.get('p75', gpu['median']), 'mean_ms': gpu.get('mean'), 'min_ms': gpu.get('min'),
-                  'cv': None, 'runs': args.runs}
-    version = re.search(r'TensorRT version:\s*(\S+)', output) or re.search(r'\[TensorRT v(\d+)\]', output)
-    result.update({
-        'runtime': ('TensorRT trtexec ' + version.group(1)) if version else 'TensorRT trtexec',
-        'provider': 'trtexec', 'threads': None, 'warmup_runs': None, 'attempts': 1,
-        'stable': True, 'trtexec_summary': sections,
-    })
-    if result.get('p75_ms') is not None and result['median_ms']:
-        result['iqr_ratio'] = (result['p75_ms'] - result['p25_ms']) / result['median_ms']
-    return result
+                return os.path.join(directory, candidate)
+    raise BoardError('trtexec_missing', 'trtexec not found (tried %s and PATH); install TensorRT '
+                     '(JetPack) or give its full path' % ', '.join(candidates))
 
 
-def _run_onnxruntime(args, model_paths):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+def _run_trtexec(args, model_path, children):
+    """One model with trtexec: ``(result, timed windows, timed inferences)``."""
+    executable = _find_trtexec(args.trtexec)
+    board = ' '.join(filter(None, [_read('/proc/device-tree/model'), platform.machine()]))
+    try:
+        result, windows, inferences = board_trtexec.measure_trtexec(args, executable, model_path, children,
+                                                                   board=board)
+    except board_trtexec.TrtexecError as error:
+        raise BoardError(error.kind, str(error))
+    except ValueError as error:  # a managed flag, or output without a summary
+        raise BoardError('bad_input' if 'set by the measurement' in str(error) else 'trtexec_failed', str(error))
+    result['trtexec_summary'].pop('trace_gpu_ms', None)
+    return result, windows, inferences
+
+
+def _run_onnxruntime(args, model_paths, windows):
     try:
         import onnxruntime  # noqa: F401
     except ImportError as error:
@@ -323,11 +246,34 @@ def _run_onnxruntime(args, model_paths):
                    max_attempts=args.max_attempts)
     if args.clock != 'wall':
         options['clock'] = args.clock
+
+    def on_timed(start, end):
+        windows.append((start, end))
+    options['on_timed'] = on_timed
     if len(model_paths) == 1:
-        from runner import measure_onnx
-        return [measure_onnx(model_paths[0], **options)]
-    from runner import measure_onnx_group  # runs interleaved: a load change hits every model alike
-    return measure_onnx_group(list(model_paths), **options)
+        return [runner.measure_onnx(model_paths[0], **options)]
+    return runner.measure_onnx_group(list(model_paths), **options)  # runs interleaved: load hits all alike
+
+
+def _power_meter(args):
+    rails = board_power.find_power_rails(args.power_root)
+    if not rails:
+        raise BoardError('no_power_rails', 'no INA3221 power rails under %s (looked for a device named ina3221* '
+                         'in /sys/bus/i2c/devices with iio:device*/rail_name_* or hwmon/hwmon*/in*_label)'
+                         % os.path.join(args.power_root, board_power.I2C_DEVICES))
+    return board_power.PowerMeter(rails)
+
+
+def _add_energy(results, sampler, idle_mw, windows, inferences, meter):
+    """Energy per inference into each result (one model per set of windows)."""
+    for result, model_windows, count in zip(results, windows, inferences):
+        energy = board_power.energy_per_inference(sampler.samples, model_windows, count, idle_mw)
+        if energy is None:
+            result.update({'energy_mj': None, 'power_idle_mw': idle_mw,
+                           'energy_note': 'no power sample fell in the timed runs'})
+        else:
+            result.update(energy)
+        result['power_rail'] = meter.name
 
 
 def _measure(args, children):
@@ -343,7 +289,6 @@ def _measure(args, children):
                                   args.lock_timeout)
         try:
             started = time.time()
-            deadline = started + args.timeout
 
             def on_alarm(signum, frame):
                 children.kill()
@@ -352,10 +297,38 @@ def _measure(args, children):
             signal.alarm(max(1, int(args.timeout + 0.999)))
             try:
                 facts = board_facts()
-                if args.trtexec:
-                    results = [_run_trtexec(args, path, workdir, children, deadline) for path in model_paths]
-                else:
-                    results = _run_onnxruntime(args, model_paths)
+                sampler, idle_mw, meter = None, None, None
+                if args.energy:
+                    meter = _power_meter(args)
+                    idle = board_power.PowerSampler(meter, args.power_interval_ms / 1e3).start()
+                    time.sleep(args.idle_s)
+                    idle.stop()
+                    if not idle.samples:
+                        raise BoardError('no_power_rails', 'could not read %s' % meter.name)
+                    idle_mw = sum(mw for _, mw in idle.samples) / len(idle.samples)
+                    sampler = board_power.PowerSampler(meter, args.power_interval_ms / 1e3).start()
+                try:
+                    if args.trtexec:
+                        measured = [_run_trtexec(args, path, children) for path in model_paths]
+                        results = [item[0] for item in measured]
+                        windows = [item[1] for item in measured]
+                        inferences = [item[2] for item in measured]
+                    else:
+                        shared = []
+                        results = _run_onnxruntime(args, model_paths, shared)
+                        windows = [shared] * len(results)
+                        inferences = [len(shared) * args.runs] * len(results)
+                finally:
+                    if sampler is not None:
+                        sampler.stop()
+                if sampler is not None and len(results) > 1 and not args.trtexec:
+                    for result in results:  # runs of all models interleave inside the same windows
+                        result.update({'energy_mj': None, 'power_idle_mw': idle_mw, 'power_rail': meter.name,
+                                       'energy_note': 'interleaved group: per-model energy cannot be separated; '
+                                                      'measure one model per call'})
+                elif sampler is not None:
+                    _add_energy(results, sampler, idle_mw, windows, inferences, meter)
+                    facts['power_rails'] = [rail.name for rail in meter.all_rails]
             finally:
                 signal.alarm(0)
             ended = time.time()
@@ -381,11 +354,23 @@ def main(argv=None):
     parser.add_argument('--clock', default='wall', help="ONNX Runtime timer: wall or cpu (see runner.py)")
     parser.add_argument('--trtexec', default=None, help='trtexec executable; ONNX Runtime when absent')
     parser.add_argument('--trtexec-arg', action='append', help='extra trtexec argument (repeatable)')
+    parser.add_argument('--engine-cache', default=None,
+                        help='trtexec engine cache directory (default <dir>/engines), or "off"')
+    parser.add_argument('--engine-cache-mb', type=float, default=2048.0, help='engine cache size limit, MB')
+    parser.add_argument('--trtexec-version', default=None, help='TensorRT version, when trtexec cannot tell')
+    parser.add_argument('--energy', action='store_true', help='energy per inference from the INA3221 rails')
+    parser.add_argument('--power-root', default='/', help='root of the sysfs tree with the power rails')
+    parser.add_argument('--idle-s', type=float, default=1.0, help='seconds of idle power sampled first')
+    parser.add_argument('--power-interval-ms', type=float, default=10.0, help='power sampling period, ms')
     parser.add_argument('--timeout', type=float, default=600.0, help='seconds for the measurement itself')
     parser.add_argument('--lock-file', default=None, help='the board lock (default <dir>/board.lock)')
     parser.add_argument('--lock-timeout', type=float, default=None, help='seconds to wait for the board lock')
     args = parser.parse_args(argv)
     args.dir = os.path.expanduser(args.dir)
+    if args.engine_cache is None:
+        args.engine_cache = os.path.join(args.dir, 'engines')
+    elif args.engine_cache != 'off':
+        args.engine_cache = os.path.expanduser(args.engine_cache)
     children = _Children()
     code = 0
     try:
