@@ -4,7 +4,8 @@
 Shipped to the board with ``ssh_board.py`` (Python 3.6, standard library only).
 
 - **Engine cache**: engines live in ``<cache>/<key>.engine``, the key being the sha256 of
-  the ONNX file's sha256, the TensorRT version, the engine-shaping trtexec flags
+  the network's id (the host's hash of the ONNX structure without weight values, else the
+  file's sha256), the TensorRT version, the engine-shaping trtexec flags
   (``--fp16``, ``--int8``, ``--shapes``, ...) and the board model. A miss builds with
   ``--onnx ... --saveEngine`` (and ``--timingCacheFile``, one per TensorRT version, shared by
   every build, TensorRT 8+); a hit times ``--loadEngine``. A LUT profiled again, or resumed,
@@ -408,12 +409,14 @@ def _attempt_summary(args, output, times_path, per_run, warmup_s, marks):
     return summary, sections, window
 
 
-def measure_trtexec(args, executable, model_path, children, board=''):
+def measure_trtexec(args, executable, model_path, children, board='', onnx_id=None):
     """Time ``model_path`` with trtexec (engine cache, warm-up dropped, retried when unstable).
 
     ``args`` carries ``runs``, ``warmup_ms``, ``trtexec_arg``, ``max_iqr_ratio``,
     ``max_attempts``, ``engine_cache`` (a directory or ``off``), ``engine_cache_mb``,
-    ``trtexec_version`` and ``dir``. Returns ``(result dict, timed windows [(start, end)],
+    ``trtexec_version`` and ``dir``. ``onnx_id`` identifies the network in the engine key
+    (the host sends a hash of its structure without weight values); default the file's
+    sha256. Returns ``(result dict, timed windows [(start, end)],
     timed inferences)``; the windows are wall-clock (for the energy).
     """
     build, both, runtime = split_flags(args.trtexec_arg)
@@ -421,8 +424,11 @@ def measure_trtexec(args, executable, model_path, children, board=''):
     major = major_version(version)
     per_run = 'trace' if major is not None and major < 8 else 'exportTimes'
     cache = None if args.engine_cache == 'off' else EngineCache(args.engine_cache, args.engine_cache_mb)
-    with open(model_path, 'rb') as handle:
-        onnx_sha256 = hashlib.sha256(handle.read()).hexdigest()
+    if onnx_id:
+        onnx_sha256 = onnx_id
+    else:
+        with open(model_path, 'rb') as handle:
+            onnx_sha256 = hashlib.sha256(handle.read()).hexdigest()
     key = engine_key(onnx_sha256, version, build + both, board)
     times_path = os.path.join(os.path.dirname(model_path), '%d-times.json' % os.getpid())
     timing = ['--iterations=%d' % args.runs, '--duration=0', '--warmUp=%d' % args.warmup_ms, '--avgRuns=1']

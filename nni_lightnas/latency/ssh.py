@@ -46,7 +46,8 @@ from .errors import (BoardBusyError, BoardSetupError, DeviceError, MeasurementEr
                      SSHAuthError, SSHConnectionError, SSHHostKeyError)
 from .ssh_board import parse_trtexec_output
 
-__all__ = ['SSHDevice', 'SSHTarget', 'parse_ssh_url', 'parse_trtexec_output', 'classify_ssh_failure']
+__all__ = ['SSHDevice', 'SSHTarget', 'parse_ssh_url', 'parse_trtexec_output', 'classify_ssh_failure',
+           'onnx_structure_sha256']
 
 _logger = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
@@ -69,6 +70,34 @@ sys.path.insert(0, d)
 import ssh_board
 sys.exit(ssh_board.main(["--dir", d] + sys.argv[2:]))
 '''
+
+
+_FLOAT_TYPES = (1, 10, 11, 16)  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def onnx_structure_sha256(model: bytes) -> str:
+    """sha256 of an ONNX model without its floating-point weight values: the engine cache id.
+
+    Two exports of one architecture with other random weights build the same TensorRT
+    engine timings, so a LUT profiled again reuses the engines of the first profile. Shapes,
+    dtypes, the graph and integer tensors (reshape targets) stay in the hash. Falls back to
+    the file's sha256 when ``onnx`` cannot read it.
+
+    Examples
+    --------
+    >>> onnx_structure_sha256(b'not onnx') == hashlib.sha256(b'not onnx').hexdigest()
+    True
+    """
+    try:
+        import onnx
+        proto = onnx.load_model_from_string(model)
+    except Exception:  # noqa: BLE001 - any unreadable model: hash its bytes
+        return hashlib.sha256(model).hexdigest()
+    for tensor in proto.graph.initializer:
+        if tensor.data_type in _FLOAT_TYPES:
+            for name in ('raw_data', 'float_data', 'double_data', 'int32_data'):
+                tensor.ClearField(name)
+    return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -202,8 +231,9 @@ class SSHDevice(Device):
         ``--timingCacheFile``, ``--iterations``, ``--warmUp`` ... are set by the measurement.
     engine_cache
         trtexec engine cache on the board: ``True`` (``<remote_dir>/engines``), a directory,
-        or ``False`` (build every time). Engines are keyed by the ONNX file's sha256, the
-        TensorRT version, the engine flags and the board model; builds share a timing cache.
+        or ``False`` (build every time). Engines are keyed by the ONNX model's structure
+        (:func:`onnx_structure_sha256`: graph, shapes, dtypes, not the float weight values),
+        the TensorRT version, the engine flags and the board model; builds share a timing cache.
     engine_cache_mb
         Size limit of the engine cache; the least recently used engines go first.
     trtexec_version
@@ -356,7 +386,8 @@ class SSHDevice(Device):
     @staticmethod
     def _payload(models: Sequence[bytes]) -> bytes:
         files = {name: base64.b64encode((_HERE / name).read_bytes()).decode('ascii') for name in _BOARD_FILES}
-        header = {'models': [{'size': len(model), 'sha256': hashlib.sha256(model).hexdigest()} for model in models]}
+        header = {'models': [{'size': len(model), 'sha256': hashlib.sha256(model).hexdigest(),
+                              'engine_id': onnx_structure_sha256(model)} for model in models]}
         return b''.join([json.dumps({'files': files}).encode('utf-8'), b'\n',
                          json.dumps(header).encode('utf-8'), b'\n', *models])
 

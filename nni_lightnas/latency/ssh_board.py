@@ -151,6 +151,9 @@ def _watch_stdin(children):
     os._exit(75)  # the caller is gone: release the board at once
 
 
+_ENGINE_IDS = {}  # model path -> the id its engine is cached under (the host's structure hash)
+
+
 def _receive_models(workdir):
     """Read the models header line and the models' bytes from stdin; write them to ``workdir``."""
     header = json.loads(sys.stdin.buffer.readline().decode('utf-8'))
@@ -172,6 +175,7 @@ def _receive_models(workdir):
             with open(path, 'wb') as handle:
                 handle.write(bytes(data))
             paths.append(path)
+            _ENGINE_IDS[path] = model.get('engine_id') or digest
     except BaseException:
         _remove(paths)
         raise
@@ -225,8 +229,8 @@ def _run_trtexec(args, model_path, children):
     executable = _find_trtexec(args.trtexec)
     board = ' '.join(filter(None, [_read('/proc/device-tree/model'), platform.machine()]))
     try:
-        result, windows, inferences = board_trtexec.measure_trtexec(args, executable, model_path, children,
-                                                                   board=board)
+        result, windows, inferences = board_trtexec.measure_trtexec(
+            args, executable, model_path, children, board=board, onnx_id=_ENGINE_IDS.get(model_path))
     except board_trtexec.TrtexecError as error:
         raise BoardError(error.kind, str(error))
     except ValueError as error:  # a managed flag, or output without a summary
