@@ -246,3 +246,18 @@ def test_energy_with_onnxruntime_and_missing_rails(sshd, tmp_path):
     assert result.facts['energy_mj'] == pytest.approx(0.0, abs=1e-9) and result.facts['power_samples'] >= 1
     with pytest.raises(BoardSetupError, match='no INA3221 power rails under .*nowhere'):
         sshd.device(energy=True, power_root=str(tmp_path / 'nowhere'), idle_s=0.1).measure(_tiny_onnx(tmp_path))
+
+
+def test_lut_rows_carry_energy_when_the_board_measures_it(sshd, tmp_path):
+    from nni_lightnas.latency.lut import COLUMNS, build_lut
+    from nni_lightnas.search_spaces import StageSpec, get_preset
+    power_file = _jp4_rails(tmp_path / 'root', 3000)
+    trtexec, _ = _fake_trtexec(tmp_path, base_ms=2.0, spreads=[0.0], power_file=str(power_file), idle_mw=3000,
+                               active_mw=4000)
+    device = sshd.device(trtexec=str(trtexec), num_runs=40, max_attempts=1, energy=True, idle_s=0.1,
+                         power_root=str(tmp_path / 'root'), power_interval_ms=5, remote_dir=str(tmp_path / 'board'))
+    space = get_preset('tiny', stages=(StageSpec(16, 1, 2),))
+    lut = build_lut(space, device, batch=1, path=tmp_path / 'lut.csv', overhead=False)
+    assert 'energy_mj' in COLUMNS
+    energies = lut.table['energy_mj'].astype(float)
+    assert energies.notna().all() and energies.median() == pytest.approx(2.0, rel=0.25)  # 1000 mW x 2 ms

@@ -54,7 +54,7 @@ LUT_FORMAT = 'nni-lightnas-lut/1'
 _HEADER_PREFIX = '# nni-lightnas-lut '
 #: Columns of a LUT table, in file order.
 COLUMNS = ['kind', 'layer', 'op', 'latency_ms', 'median_ms', 'p25_ms', 'p75_ms', 'overhead_ms', 'cv', 'runs',
-           'stable', 'input_shape', 'output_shape', 'measured_at']
+           'stable', 'input_shape', 'output_shape', 'measured_at', 'energy_mj']
 #: Row kinds: ``overhead`` rows (an Identity per output shape) are only subtracted; ``fixed``
 #: rows (call, stem, head, corrections) are added once; ``op`` rows are the searchable choices.
 KINDS = ('overhead', 'fixed', 'op')
@@ -189,6 +189,7 @@ def _row_from_result(entry: LUTEntry, result: LatencyResult, overhead_ms: float)
         'overhead_ms': overhead_ms, 'cv': result.cv, 'runs': result.runs, 'stable': bool(result.stable),
         'input_shape': _shape_key(entry.input_shape), 'output_shape': _shape_key(entry.output_shape),
         'measured_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'energy_mj': result.facts.get('energy_mj'),  # boards measuring with energy=True; else empty
     }
 
 
@@ -524,7 +525,10 @@ def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str
         metadata = found
         done = {(row['layer'], row['op']): row for row in table.to_dict('records')}
         _logger.info('resuming %s: %d of %d rows already measured', journal_path, len(done), len(entries))
-    journal = _CSVJournal(journal_path, COLUMNS) if journal_path is not None else None
+    columns = COLUMNS
+    if metadata is not None and 'energy_mj' not in table.columns:  # a table begun before the energy column
+        columns = [column for column in COLUMNS if column != 'energy_mj']
+    journal = _CSVJournal(journal_path, columns) if journal_path is not None else None
 
     overheads = {key[1]: row['median_ms'] for key, row in done.items() if row['kind'] == 'overhead'}
     for entry in entries:
