@@ -25,6 +25,7 @@ Schedule (Luo et al., DAC 2022; constants are keyword arguments with the paper's
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 from typing import Any, Mapping
@@ -39,6 +40,7 @@ from nni.nas.oneshot.pytorch.strategy import DARTS, no_default_hook
 
 from .landing import land_on_target
 from .latency_multiplier import LatencyMultiplier
+from .schedule import PAPER_ARCH_STEPS, BudgetSchedule
 from .single_path import SinglePathMixedLayer
 
 __all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError']
@@ -61,12 +63,17 @@ class LightNASLightningModule(DartsLightningModule):
         self.latency_model = strategy.latency_model
         self.multiplier = LatencyMultiplier(strategy.target_latency_ms, strategy.lambda_lr,
                                             truncate=strategy.truncate_lambda)
-        # A buffer: saved in checkpoints and broadcast from rank 0 under DDP.
+        # Buffers: saved in checkpoints and broadcast from rank 0 under DDP.
         self.register_buffer('latency_lambda', torch.zeros(()))
+        self.register_buffer('arch_steps_done', torch.zeros((), dtype=torch.long))
+        self.schedule: BudgetSchedule | None = None
+        self._recent_arch_batches: collections.deque = collections.deque(maxlen=strategy.diagnostic_batches)
+        self._epoch_start_arch: dict[str, str] | None = None
         self.history_rows: list[dict[str, Any]] = []
         self._epoch_stats: dict[str, list[float]] = {}
         self._latency_cache: dict[tuple[str, ...], float] = {}
         self._last_expected_ms = float('nan')
+        self._last_arc_lr = float('nan')
 
     # ----------------------------------------------------------------- helpers
     def mixed_layers(self) -> list[SinglePathMixedLayer]:
@@ -100,15 +107,83 @@ class LightNASLightningModule(DartsLightningModule):
             self._latency_cache[key] = self.latency_model.predict(arch)
         return self._latency_cache[key]
 
+    def planned_arch_steps(self) -> int:
+        """Alpha steps the search will make: the strategy's setting, else search epochs x batches per epoch."""
+        config = self.strategy_config
+        if config.planned_arch_steps is not None:
+            return config.planned_arch_steps
+        batches = self.trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError('the training loader has no length; give LightNAS(planned_arch_steps=...)')
+        return max(int(batches) * (int(self.trainer.max_epochs or 1) - config.warmup_epochs), 1)
+
+    def make_schedule(self) -> BudgetSchedule:
+        """The :class:`~.schedule.BudgetSchedule` of this search (``schedule='budget'``)."""
+        config = self.strategy_config
+        return BudgetSchedule(planned_steps=self.planned_arch_steps(), reference_steps=config.reference_arch_steps,
+                              base_arc_learning_rate=config.arc_learning_rate, base_lambda_lr=config.lambda_lr,
+                              initial_temperature=config.initial_temperature,
+                              final_temperature=min(config.final_temperature, config.initial_temperature),
+                              anneal_start=config.anneal_start, min_alpha_travel=config.min_alpha_travel)
+
+    def scheduled_arc_learning_rate(self) -> float:
+        """The alpha learning rate in use before annealing (scaled by the budget unless ``schedule='fixed'``)."""
+        if self.schedule is None:
+            return self.strategy_config.arc_learning_rate
+        return self.schedule.arc_learning_rate
+
     def temperature(self, epoch: int) -> float:
+        """Gumbel-softmax temperature: by alpha step (``'budget'``) or by epoch (``'fixed'``, the paper's)."""
         config = self.strategy_config
         if epoch < config.warmup_epochs:
             return config.initial_temperature
+        if self.schedule is not None:
+            return self.schedule.temperature(int(self.arch_steps_done))
         return config.initial_temperature * math.exp(-config.temperature_decay * (epoch - config.warmup_epochs))
 
     def alpha_entropy(self) -> float:
+        """Sum over layers of the entropy of softmax(alpha), in nats."""
         with torch.no_grad():
             return float(sum(-(p * p.clamp_min(1e-12).log()).sum() for p in self.layer_probs().values()))
+
+    def max_alpha_entropy(self) -> float:
+        """The entropy of uniform alpha: sum over layers of ln(candidates)."""
+        return float(sum(math.log(len(layer.names)) for layer in self.mixed_layers()))
+
+    @torch.no_grad()
+    def subnet_accuracy(self, arch: Mapping[str, str], batches) -> float:
+        """Accuracy of ``arch`` with the supernet's weights on ``batches`` of ``(inputs, labels)``.
+
+        Batch norm uses each batch's statistics (as in supernet training) with momentum 0, so
+        the supernet's running statistics are left as they were.
+        """
+        for layer in self.mixed_layers():
+            layer.force(layer.names.index(arch[layer.label]))
+        norms = [m for m in self.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [norm.momentum for norm in norms]
+        was_training = self.training_module.training
+        self.training_module.train()
+        for norm in norms:
+            norm.momentum = 0.0
+        correct = total = 0
+        try:
+            for inputs, labels in batches:
+                logits = self.training_module(inputs.to(self.device))
+                correct += int((logits.argmax(1) == labels.to(self.device)).sum())
+                total += len(labels)
+        finally:
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
+            self.training_module.train(was_training)
+        if total == 0:
+            raise ValueError('subnet_accuracy needs at least one non-empty batch')
+        return correct / total
+
+    def argmax_supernet_accuracy(self) -> float | None:
+        """:meth:`subnet_accuracy` of the argmax net on the last few architecture-split batches (``None`` before any)."""
+        if not self._recent_arch_batches:
+            return None
+        return self.subnet_accuracy(self.argmax_arch(), self._recent_arch_batches)
 
     def _weight_optimizer(self):
         optimizers = self.optimizers()
@@ -131,7 +206,8 @@ class LightNASLightningModule(DartsLightningModule):
         elif config.optimization == 'one_level':
             loss = self._one_level_step(batch['train'], batch_idx)
         else:
-            self._architecture_step(batch['val'], batch_idx)
+            if config.arch_gradient != 'none':
+                self._architecture_step(batch['val'], batch_idx)
             loss = self._weight_step(batch['train'], batch_idx)
         self._record(train_loss=loss.detach())
         self.advance_lr_schedulers(batch_idx)
@@ -215,10 +291,40 @@ class LightNASLightningModule(DartsLightningModule):
         """Alpha on the architecture split: CE of the sampled path(s) + the latency penalty."""
         arc_optim = self.architecture_optimizers()
         arc_optim.zero_grad()
-        ce_loss = self._run_paths(batch, 2 * batch_idx, gated=True)
+        self._recent_arch_batches.append(_inputs_and_labels(batch))
+        if self.strategy_config.arch_gradient == 'reinforce':
+            ce_loss = self._reinforce_backward(batch, 2 * batch_idx)
+        else:
+            ce_loss = self._run_paths(batch, 2 * batch_idx, gated=True)
         self.manual_backward(self._latency_penalty())
         arc_optim.step()
         self._after_architecture_step(arc_optim, ce_loss)
+
+    def _reinforce_backward(self, batch, batch_idx) -> torch.Tensor:
+        """Score-function gradient of the expected CE, with a leave-one-out baseline; returns the mean CE.
+
+        ``arch_samples`` architectures are drawn from softmax(alpha) and run forward (no weight
+        gradients) on the same batch; each one's log-probability is weighted by its loss minus the
+        mean loss of the others. The estimate compares whole architectures on one batch, so it is
+        unbiased and does not depend on how a block's output scale reaches the loss (a gate on a
+        single path followed by batch norm gives alpha almost no gradient).
+        """
+        layers = self.mixed_layers()
+        log_probs = [F.log_softmax(layer._arch_alpha, -1) for layer in layers]
+        num_samples = self.strategy_config.arch_samples
+        with torch.no_grad():
+            draws = [torch.multinomial(lp.detach().exp(), num_samples, replacement=True) for lp in log_probs]
+            losses = []
+            for sample in range(num_samples):
+                for layer, draw in zip(layers, draws):
+                    layer.force(int(draw[sample]))
+                losses.append(self._loss(batch, batch_idx).detach().float())
+            losses_t = torch.stack(losses)
+            advantage = losses_t - (losses_t.sum() - losses_t) / (num_samples - 1)
+        surrogate = sum(((advantage * lp[draw]).sum() for lp, draw in zip(log_probs, draws)),
+                        torch.zeros(())) / num_samples
+        self.manual_backward(surrogate)
+        return losses_t.mean()
 
     def _one_level_step(self, batch, batch_idx) -> torch.Tensor:
         """SurgeNAS one-level: weights and alpha from the same batch and the same backward pass."""
@@ -239,10 +345,15 @@ class LightNASLightningModule(DartsLightningModule):
         argmax_ms = self.arch_latency_ms(self.argmax_arch())
         new_lambda = self.multiplier.update(argmax_ms)
         self.latency_lambda.fill_(new_lambda)
-        scale = self._arc_lr_scale(abs(argmax_ms / target_ms - 1.0))
+        self.arch_steps_done += 1
+        may_anneal = self.schedule is None or self.schedule.may_anneal(int(self.arch_steps_done))
+        scale = self._arc_lr_scale(abs(argmax_ms / target_ms - 1.0)) if may_anneal else 1.0
         for group in arc_optim.param_groups:
-            group['lr'] = self.strategy_config.arc_learning_rate * scale
+            group['lr'] = self.scheduled_arc_learning_rate() * scale
+        self._last_arc_lr = self.scheduled_arc_learning_rate() * scale
         tau = self.temperature(self.trainer.current_epoch)
+        for layer in self.mixed_layers():
+            layer.tau = tau
         self.log_dict({'lightnas/lambda': new_lambda, 'lightnas/expected_ms': self._last_expected_ms,
                        'lightnas/argmax_ms': argmax_ms, 'lightnas/temperature': tau,
                        'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale})
@@ -265,15 +376,34 @@ class LightNASLightningModule(DartsLightningModule):
 
     def configure_architecture_optimizers(self):
         # foreach=False: one code path before and after a checkpoint restore (bitwise-equal resumes).
-        return torch.optim.Adam(self.arch_parameters(), self.strategy_config.arc_learning_rate, betas=(0.5, 0.999),
-                                weight_decay=1e-3, foreach=False)
+        # The learning rate is set before every step (budget schedule and annealing).
+        betas = self.strategy_config.arc_betas
+        if betas is None:  # sized in on_train_start, once the planned steps are known
+            betas = (0.5, 0.999)
+        return torch.optim.Adam(self.arch_parameters(), self.strategy_config.arc_learning_rate,
+                                betas=betas, weight_decay=1e-3, foreach=False)
+
+    def on_train_start(self):
+        if self.strategy_config.schedule == 'budget':
+            self.schedule = self.make_schedule()
+            self.multiplier.lambda_lr = self.schedule.lambda_lr
+            if self.strategy_config.arc_betas is None:
+                for group in self.architecture_optimizers().param_groups:
+                    group['betas'] = (0.5, self.schedule.adam_beta2)
+            _logger.info('LightNAS budget schedule: %d planned alpha steps, alpha lr %.4g, lambda step %.4g, '
+                         'temperature %.3g -> %.3g', self.schedule.planned_steps, self.schedule.arc_learning_rate,
+                         self.schedule.lambda_lr, self.schedule.initial_temperature, self.schedule.final_temperature)
+        return super().on_train_start()
 
     def _arc_lr_scale(self, relative_error: float) -> float:
-        """Scale of the alpha learning rate: 1 far from the target, ``|LAT/T - 1| / threshold`` near it."""
+        """Scale of the alpha learning rate: 1 away from the target, ``|LAT/T - 1|`` within ``lr_anneal_threshold``.
+
+        The paper's rule: once the argmax is close to T, alpha all but stops, so the argmax stays there.
+        """
         threshold = self.strategy_config.lr_anneal_threshold
         if threshold <= 0 or relative_error >= threshold:
             return 1.0
-        return max(relative_error / threshold, self.strategy_config.min_arc_lr_scale)
+        return max(relative_error, self.strategy_config.min_arc_lr_scale)
 
     def validation_step(self, batch, batch_idx):
         """Accuracy of the current argmax architecture on the validation data."""
@@ -295,6 +425,7 @@ class LightNASLightningModule(DartsLightningModule):
             layer.tau = tau
             layer.eta = eta
         self._epoch_stats = {}
+        self._epoch_start_arch = self.argmax_arch()
         return super().on_train_epoch_start()
 
     def on_train_epoch_end(self):
@@ -306,7 +437,13 @@ class LightNASLightningModule(DartsLightningModule):
                'argmax_ms': self.arch_latency_ms(arch),
                'expected_ms': float(self.latency_model.expected_latency(
                    {k: v.detach() for k, v in self.layer_probs().items()})),
-               'alpha_entropy': self.alpha_entropy(), 'train_loss': stats.get('train_loss'),
+               'alpha_entropy': self.alpha_entropy(),
+               'alpha_entropy_fraction': self.alpha_entropy() / max(self.max_alpha_entropy(), 1e-12),
+               # layers whose argmax op changed during this epoch
+               'argmax_changes': sum(arch[label] != (self._epoch_start_arch or arch)[label] for label in arch),
+               'argmax_supernet_acc': self.argmax_supernet_accuracy(),
+               'arch_steps': int(self.arch_steps_done), 'arc_lr': self._last_arc_lr,
+               'train_loss': stats.get('train_loss'),
                # cross-entropy of the sampled paths on the architecture split (empty during warm-up)
                'arch_loss': stats.get('ce_loss'),
                'identity_eta': self.identity_eta(self.trainer.current_epoch),
@@ -316,8 +453,13 @@ class LightNASLightningModule(DartsLightningModule):
         row['val_acc'] = float(val_acc) if val_acc is not None else None
         row['mean_lambda'] = stats.get('lambda', row['lambda'])
         self.history_rows.append(row)
-        _logger.info('epoch %d: argmax %.4f ms (target %.4f), lambda %.4g, tau %.3f', row['epoch'],
-                     row['argmax_ms'], self.strategy_config.target_latency_ms, row['lambda'], row['temperature'])
+        self.log_dict({'lightnas/alpha_entropy_fraction': row['alpha_entropy_fraction'],
+                       'lightnas/argmax_changes': float(row['argmax_changes'])})
+        if row['argmax_supernet_acc'] is not None:
+            self.log('lightnas/argmax_supernet_acc', row['argmax_supernet_acc'])
+        _logger.info('epoch %d: argmax %.4f ms (target %.4f), lambda %.4g, tau %.3f, alpha entropy %.1f%% of max, '
+                     '%d argmax changes', row['epoch'], row['argmax_ms'], self.strategy_config.target_latency_ms,
+                     row['lambda'], row['temperature'], 100 * row['alpha_entropy_fraction'], row['argmax_changes'])
         return super().on_train_epoch_end()
 
     # -------------------------------------------------------------- checkpoints
@@ -332,6 +474,14 @@ class LightNASLightningModule(DartsLightningModule):
         self.history_rows = list(state['history'])
         torch.set_rng_state(state['torch_rng_state'])
         self.multiplier.value = state['lambda']
+
+
+def _inputs_and_labels(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, labels)`` of a classification batch (a pair, or a dict with a ``'train'``-style pair)."""
+    if isinstance(batch, Mapping):
+        batch = next(iter(batch.values()))
+    inputs, labels = batch[0], batch[1]
+    return inputs.detach(), labels.detach()
 
 
 class LightNAS(DARTS):
@@ -349,14 +499,46 @@ class LightNAS(DARTS):
     warmup_epochs
         Epochs of fair weight-only training before alpha moves (10 of 90 in the paper).
     arc_learning_rate
-        Adam learning rate of alpha.
+        Adam learning rate of alpha (the paper's 1e-3). With ``schedule='budget'`` this is the
+        rate at ``reference_arch_steps``, scaled to the search's planned steps.
     lambda_lr
-        Gradient-ascent step of lambda (5e-4 in the paper; scale it with the number of steps).
-    initial_temperature, temperature_decay
-        tau = initial * exp(-decay * (epoch - warmup)) after warm-up.
+        Gradient-ascent step of lambda (the paper's 5e-4), scaled like ``arc_learning_rate``.
+    schedule
+        ``'budget'`` (default): the alpha learning rate, the lambda step and the temperature are
+        sized by the search's planned number of alpha steps, so alpha settles by the end of any
+        budget (:class:`~.schedule.BudgetSchedule`). ``'fixed'``: the constants as given, the
+        temperature decayed per epoch (``temperature_decay``), annealing at any time.
+    planned_arch_steps
+        Alpha steps the search will make; by default search epochs x training batches per epoch.
+    reference_arch_steps
+        Steps at which ``arc_learning_rate`` and ``lambda_lr`` hold unchanged (the paper's
+        ImageNet search, about 400,000).
+    initial_temperature, final_temperature
+        Gumbel-softmax temperature at the first and the last planned alpha step (``'budget'``).
+    temperature_decay
+        ``'fixed'`` schedule: tau = initial * exp(-decay * (epoch - warmup)) after warm-up.
+    anneal_start
+        ``'budget'`` schedule: share of the planned alpha steps after which annealing may start.
+    min_alpha_travel
+        ``'budget'`` schedule: the alpha learning rate is at least this over the planned steps.
+    arch_gradient
+        How the cross-entropy reaches alpha. ``'reinforce'`` (default): ``arch_samples``
+        architectures drawn from softmax(alpha) are run forward on the same batch and compared
+        (score function with a leave-one-out baseline). ``'gumbel'``: the paper's hard
+        Gumbel-softmax gate with straight-through gradient on one path. ``'none'``: alpha is never
+        stepped, so the weight steps sample paths uniformly: the supernet of random search with
+        weight sharing (Li & Talwalkar, 2019), trained like the LightNAS one (bilevel only).
+    arch_samples
+        Architectures per alpha step for ``'reinforce'`` (>= 2).
+    diagnostic_batches
+        Architecture-split batches kept to score the argmax net with supernet weights each epoch.
+    arc_betas
+        Adam betas of alpha. ``None``: (0.5, beta2) with beta2 from the budget schedule (the
+        paper's 0.999 at its budget; see :attr:`~.schedule.BudgetSchedule.adam_beta2`), or
+        (0.5, 0.999) with ``schedule='fixed'``.
     lr_anneal_threshold
         Once the argmax latency is within this relative error of T, the alpha learning rate is
-        scaled by ``error / threshold`` (0 turns annealing off).
+        scaled by the error ``|LAT/T - 1|``, as in the paper (0 turns annealing off).
     min_arc_lr_scale
         Lower bound of that scale.
     truncate_lambda
@@ -397,7 +579,12 @@ class LightNAS(DARTS):
                  temperature_decay: float = 0.1, lr_anneal_threshold: float = 0.02, min_arc_lr_scale: float = 0.0,
                  truncate_lambda: bool = True, gradient_clip_val: float | None = 5.0, log_every_n_steps: int = 10,
                  resume_from: str | None = None, optimization: str = 'bilevel', sampling: str = 'gumbel',
-                 identity_eta: float = 0.0, landing_tolerance: float | None = 0.01, **kwargs):
+                 identity_eta: float = 0.0, landing_tolerance: float | None = 0.01, schedule: str = 'budget',
+                 planned_arch_steps: int | None = None, reference_arch_steps: int = PAPER_ARCH_STEPS,
+                 final_temperature: float = 5.0 * math.exp(-8.0), anneal_start: float = 0.75,
+                 min_alpha_travel: float = 20.0,
+                 arch_gradient: str = 'reinforce', arch_samples: int = 4, diagnostic_batches: int = 4,
+                 arc_betas: tuple[float, float] | None = None, **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
         if not (isinstance(target_latency_ms, (int, float)) and target_latency_ms > 0):
@@ -413,12 +600,37 @@ class LightNAS(DARTS):
             raise ValueError(f"optimization must be 'bilevel' or 'one_level', got {optimization!r}")
         if sampling not in ('gumbel', 'ordered'):
             raise ValueError(f"sampling must be 'gumbel' or 'ordered', got {sampling!r}")
+        if schedule not in ('budget', 'fixed'):
+            raise ValueError(f"schedule must be 'budget' or 'fixed', got {schedule!r}")
+        if arch_gradient not in ('reinforce', 'gumbel', 'none'):
+            raise ValueError(f"arch_gradient must be 'reinforce', 'gumbel' or 'none', got {arch_gradient!r}")
+        if not (isinstance(arch_samples, int) and arch_samples >= 2):
+            raise ValueError(f'arch_samples must be an integer >= 2, got {arch_samples!r}')
+        if planned_arch_steps is not None and not (isinstance(planned_arch_steps, int) and planned_arch_steps >= 1):
+            raise ValueError(f'planned_arch_steps must be None or an integer >= 1, got {planned_arch_steps!r}')
+        if not (isinstance(diagnostic_batches, int) and diagnostic_batches >= 0):
+            raise ValueError(f'diagnostic_batches must be an integer >= 0, got {diagnostic_batches!r}')
+        # validated here (not at the first epoch): the schedule's own checks
+        BudgetSchedule(planned_steps=1, reference_steps=reference_arch_steps, base_arc_learning_rate=arc_learning_rate,
+                       base_lambda_lr=lambda_lr, initial_temperature=initial_temperature,
+                       final_temperature=min(final_temperature, initial_temperature), anneal_start=anneal_start,
+                       min_alpha_travel=min_alpha_travel)
         if not (isinstance(identity_eta, (int, float)) and identity_eta >= 0):
             raise ValueError(f'identity_eta must be a number >= 0, got {identity_eta!r}')
         if landing_tolerance is not None and not (isinstance(landing_tolerance, (int, float))
                                                   and 0 < landing_tolerance < 1):
             raise ValueError(f'landing_tolerance must be None or a number in (0, 1), got {landing_tolerance!r}')
         self.landing_tolerance = landing_tolerance
+        self.schedule = schedule
+        self.planned_arch_steps = planned_arch_steps
+        self.reference_arch_steps = reference_arch_steps
+        self.final_temperature = final_temperature
+        self.anneal_start = anneal_start
+        self.min_alpha_travel = min_alpha_travel
+        self.arch_gradient = arch_gradient
+        self.arch_samples = arch_samples
+        self.diagnostic_batches = diagnostic_batches
+        self.arc_betas = None if arc_betas is None else tuple(arc_betas)
         self.optimization = optimization
         self.sampling = sampling
         self.identity_eta = float(identity_eta)
@@ -442,7 +654,8 @@ class LightNAS(DARTS):
                 f'initial_temperature={self.initial_temperature}, temperature_decay={self.temperature_decay}, '
                 f'lr_anneal_threshold={self.lr_anneal_threshold}, optimization={self.optimization!r}, '
                 f'sampling={self.sampling!r}, identity_eta={self.identity_eta}, '
-                f'landing_tolerance={self.landing_tolerance}')
+                f'landing_tolerance={self.landing_tolerance}, schedule={self.schedule!r}, '
+                f'arch_gradient={self.arch_gradient!r}, arch_samples={self.arch_samples}')
 
     def check_feasible(self) -> tuple[float, float]:
         """Refuse a target outside the latency model's range; returns (fastest, slowest) in ms."""
