@@ -59,6 +59,35 @@ def build_or_load_lut(path: Path, preset: str, batch: int | None):
     return build_lut(preset, LocalDevice(num_runs=100, num_warmup_runs=10, threads=1), batch=batch, path=path)
 
 
+def calibrated_lut(path: Path, preset: str, calibrate: int):
+    """The LUT at ``path`` (measured on ``local`` when missing) with a linear calibration fitted on
+    ``calibrate`` spread nets (0: none); the calibrated LUT is saved beside ``path`` and reused.
+
+    Returns ``(lut, calibration metadata or None)``.
+    """
+    from nni_lightnas.latency import LocalDevice
+    from nni_lightnas.latency.calibration import calibrate_on_device, prediction_metrics
+    from nni_lightnas.latency.lut import LatencyLUT
+    lut = build_or_load_lut(path, preset, None)
+    if not calibrate:
+        return lut, None
+    calibrated_path = path.with_name(path.stem + f'_calibrated{calibrate}.csv')
+    if calibrated_path.is_file():
+        lut = LatencyLUT.load(calibrated_path, space=preset)
+        return lut, lut.metadata['calibration']
+    batch = int(lut.metadata.get('batch', 32))
+    device = LocalDevice(num_runs=100, num_warmup_runs=10, threads=int(lut.metadata.get('threads', 1)))
+    lut, calibration_rows = calibrate_on_device(lut, preset, device, num_archs=calibrate, batch=batch, rounds=2,
+                                                seed=CALIBRATION_SEED)
+    truth = [row['median_ms'] for row in calibration_rows]
+    lut = lut.with_calibration(**{**lut.metadata['calibration'], 'metrics': {
+        'plain_lut': prediction_metrics([row['lut_ms'] for row in calibration_rows], truth),
+        'calibrated_lut': prediction_metrics([lut.predict(row['arch']) for row in calibration_rows], truth)}})
+    lut.save(calibrated_path)
+    print(f"calibration: {json.dumps(lut.metadata['calibration'], default=float)}", file=sys.stderr)
+    return lut, lut.metadata['calibration']
+
+
 def nni_penalty_search(strategy_name: str, target_ms: float, lut, config, train_loader, arch_loader) -> dict:
     from nni.nas.experiment import NasExperiment
     from nni.nas.oneshot.pytorch.profiler import ExpectationProfilerPenalty
@@ -101,6 +130,8 @@ def main(argv=None) -> int:
                              "since NNI's Proxyless takes ~10 min per quick search here)")
     parser.add_argument('--journal', default=str(REPO / 'runs' / 'bench' / 'target_hit_journal.jsonl'),
                         help='finished searches are appended here and not rerun')
+    parser.add_argument('--landing-tolerance', type=float, default=0.01,
+                        help="LightNAS's landing step (0: export the plain argmax, so the learned lambda alone lands it)")
     parser.add_argument('--output', default=None, help='also write the JSON here')
     args = parser.parse_args(argv)
     warnings.filterwarnings('ignore')
@@ -109,32 +140,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
 
     from nni_lightnas.latency import LocalDevice
-    from nni_lightnas.latency.calibration import calibrate_on_device, prediction_metrics, spread_archs
+    from nni_lightnas.latency.calibration import spread_archs
     from nni_lightnas.latency.lut import measure_archs
     from nni_lightnas.search import SearchConfig, _data_loaders, run_search
 
     epochs = args.epochs or (6 if args.quick else 12)
     train_limit = args.train_limit or (4000 if args.quick else 20000)
-    lut = build_or_load_lut(Path(args.lut), args.preset, None)
+    lut, calibration = calibrated_lut(Path(args.lut), args.preset, args.calibrate)
     batch = int(lut.metadata.get('batch', 32))
     device = LocalDevice(num_runs=100, num_warmup_runs=10, threads=int(lut.metadata.get('threads', 1)))
-    calibration = None
-    if args.calibrate:
-        from nni_lightnas.latency.lut import LatencyLUT
-        calibrated_path = Path(args.lut).with_name(Path(args.lut).stem + f'_calibrated{args.calibrate}.csv')
-        if calibrated_path.is_file():
-            lut = LatencyLUT.load(calibrated_path, space=args.preset)
-            calibration = lut.metadata['calibration']
-        else:
-            lut, calibration_rows = calibrate_on_device(lut, args.preset, device, num_archs=args.calibrate,
-                                                        batch=batch, rounds=2, seed=CALIBRATION_SEED)
-            truth = [row['median_ms'] for row in calibration_rows]
-            lut = lut.with_calibration(**{**lut.metadata['calibration'], 'metrics': {
-                'plain_lut': prediction_metrics([row['lut_ms'] for row in calibration_rows], truth),
-                'calibrated_lut': prediction_metrics([lut.predict(row['arch']) for row in calibration_rows], truth)}})
-            lut.save(calibrated_path)
-            calibration = lut.metadata['calibration']
-        print(f"calibration: {json.dumps(calibration, default=float)}", file=sys.stderr)
     fastest_ms, slowest_ms = lut.latency_range()
     quantiles = np.linspace(0.15, 0.75, args.num_targets)
     targets = [float(fastest_ms + q * (slowest_ms - fastest_ms)) for q in quantiles]
@@ -153,9 +167,10 @@ def main(argv=None) -> int:
                 done[(record['strategy'], round(record['target_ms'], 6), record['epochs'], record['train_limit'])] = record
 
     def journaled(name: str, target_ms: float, search) -> dict:
-        key = (name, round(target_ms, 6), epochs, train_limit)
+        key = (name if name != 'lightnas' else f'lightnas-landing{args.landing_tolerance:g}', round(target_ms, 6),
+               epochs, train_limit)
         if key not in done:
-            record = {'strategy': name, 'target_ms': target_ms, 'epochs': epochs, 'train_limit': train_limit,
+            record = {'strategy': key[0], 'target_ms': target_ms, 'epochs': epochs, 'train_limit': train_limit,
                       **search()}
             with journal_path.open('a') as handle:
                 handle.write(json.dumps(record, default=float) + '\n')
@@ -167,11 +182,16 @@ def main(argv=None) -> int:
         summary = run_search(config, lut)
         return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
                 'argmax_arch': summary['argmax_arch'], 'argmax_ms': summary['argmax_ms'],
-                'argmax_rel_error': summary['argmax_relative_error'], 'landed': summary['landed']}
+                'exported_ms': summary['exported_ms'],
+                'argmax_rel_error': summary['argmax_relative_error'], 'landed': summary['landed'],
+                'alpha_entropy_fraction': summary['alpha_entropy_fraction'],
+                'argmax_changes_last_epoch': summary['argmax_changes_last_epoch'],
+                'argmax_supernet_acc': summary['argmax_supernet_acc']}
 
     for target_ms in targets:
         config = SearchConfig(preset=args.preset, target_ms=target_ms, epochs=epochs,
-                              warmup_epochs=max(1, epochs // 5), batch_size=64, train_limit=train_limit)
+                              warmup_epochs=max(1, epochs // 5), batch_size=64, train_limit=train_limit,
+                              landing_tolerance=args.landing_tolerance or None)
         if 'lightnas' in strategies:
             results['lightnas'].append(journaled('lightnas', target_ms, lambda: lightnas_search(config)))
         for name in ('proxyless', 'gumbel'):
@@ -212,7 +232,10 @@ def main(argv=None) -> int:
         'machine_drift': {'ratio': drift, 'reference_nets': len(drift_ratios),
                           'ratio_p25': float(np.percentile(drift_ratios, 25)) if drift_ratios else None,
                           'ratio_p75': float(np.percentile(drift_ratios, 75)) if drift_ratios else None},
-        'budget': {'epochs': epochs, 'train_limit': train_limit, 'batch_size': 64, 'quick': args.quick},
+        'lightnas_argmax_within_2pct': sum(abs(e['argmax_rel_error']) <= 0.02 for e in results['lightnas']),
+        'lightnas_alpha_entropy_fraction': [e.get('alpha_entropy_fraction') for e in results['lightnas']],
+        'budget': {'epochs': epochs, 'train_limit': train_limit, 'batch_size': 64, 'quick': args.quick,
+                   'landing_tolerance': args.landing_tolerance},
         'latency_model': {'path': str(args.lut), 'range_ms': [fastest_ms, slowest_ms], 'batch': batch,
                           'calibration': calibration},
         'device': {'name': 'local', 'threads': device.threads, 'runtime': entries[0] and 'onnxruntime'},

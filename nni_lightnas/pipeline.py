@@ -70,7 +70,7 @@ class PipelineConfig:
     profile: dict[str, Any] = field(default_factory=lambda: {'runs': 100, 'warmup': 10, 'threads': 1,
                                                              'calibrate': 16})
     search: dict[str, Any] = field(default_factory=lambda: {'epochs': 8, 'warmup_epochs': 2, 'train_limit': 10000,
-                                                            'batch_size': 128, 'lambda_lr': 0.01})
+                                                            'batch_size': 128})
     evolve: dict[str, Any] = field(default_factory=lambda: {'max_trials': 12, 'population_size': 6,
                                                             'sample_size': 3, 'batches': 40, 'data_limit': 5000})
     train: dict[str, Any] = field(default_factory=lambda: {'epochs': 3, 'train_limit': 20000, 'batch_size': 128,
@@ -206,7 +206,11 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
                                                          Path(train_out['weights']), lut, d), label)
         export_hashes.append(export_out['_hash'])
         rows.append({'target_ms': target_ms, 'arch': search_out['arch'],
-                     'predicted_ms': search_out['predicted_ms'], 'widths': evolve_out['widths'],
+                     'predicted_ms': search_out['predicted_ms'], 'argmax_ms': search_out.get('argmax_ms'),
+                     'exported_ms': search_out.get('exported_ms', search_out['predicted_ms']),
+                     'landed': search_out.get('landed'),
+                     'alpha_entropy_fraction': search_out.get('alpha_entropy_fraction'),
+                     'widths': evolve_out['widths'],
                      'evolved_predicted_ms': evolve_out.get('latency_ms'),
                      'measured_ms': export_out['median_ms'], 'measured_p25_ms': export_out['p25_ms'],
                      'measured_p75_ms': export_out['p75_ms'], 'test_acc': train_out['test_acc'],
@@ -268,7 +272,9 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
     summary = run_search(search_config, lut, directory, warmup_from=shared_warmup if reuse else None,
                          save_warmup_to=None if reuse else shared_warmup)
     return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
-            'warmup_reused': summary['warmup_reused']}
+            'warmup_reused': summary['warmup_reused'], 'argmax_arch': summary['argmax_arch'],
+            'argmax_ms': summary['argmax_ms'], 'exported_ms': summary['exported_ms'], 'landed': summary['landed'],
+            'alpha_entropy_fraction': summary['alpha_entropy_fraction']}
 
 
 def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, directory: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 and ``final.csv``. Figures:
 
 * latency model vs measured (parity plot over the final nets and the calibration nets);
-* lambda and the argmax latency against the target over the search;
+* lambda, the argmax latency against the target and the entropy of alpha over the search;
 * alpha heatmap per layer (softmax(alpha) of the search);
 * evolution scatter: BTE score vs latency, the budget line and the chosen net.
 """
@@ -31,9 +31,17 @@ _logger = logging.getLogger(__name__)
 
 
 def final_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The final table: target, predicted, measured with spread, accuracy, params, FLOPs."""
+    """The final table: target, the search's argmax and export, measured with spread, accuracy, params, FLOPs.
+
+    ``argmax_ms`` is the plain argmax of alpha, ``exported_ms`` the stage-1 export and ``landed``
+    whether the landing step moved it away from the argmax; ``alpha_entropy_pct`` is the final
+    entropy of alpha as a share of its maximum (100: uniform).
+    """
     table = pd.DataFrame([{
-        'target_ms': row['target_ms'], 'predicted_ms': row['predicted_ms'],
+        'target_ms': row['target_ms'], 'argmax_ms': row.get('argmax_ms'),
+        'exported_ms': row.get('exported_ms', row['predicted_ms']), 'landed': row.get('landed'),
+        'alpha_entropy_pct': None if row.get('alpha_entropy_fraction') is None
+        else 100 * row['alpha_entropy_fraction'],
         'evolved_pred_ms': row.get('evolved_predicted_ms'),
         'measured_ms': row['measured_ms'], 'measured_iqr_ms': row['measured_p75_ms'] - row['measured_p25_ms'],
         'measured_vs_target_pct': 100 * (row['measured_ms'] / row['target_ms'] - 1),
@@ -74,11 +82,17 @@ def _parity(rows, calibration: pd.DataFrame | None, directory: Path) -> str:
 
 
 def _search_curves(histories: dict[float, pd.DataFrame], directory: Path) -> str:
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    figure, (left, right, entropy) = plt.subplots(1, 3, figsize=(13, 3.6))
     for target, history in histories.items():
         line, = left.plot(history['epoch'], history['argmax_ms'], marker='o', label=f'argmax, T={target:g}')
         left.axhline(target, color=line.get_color(), linestyle='--', linewidth=1)
         right.plot(history['epoch'], history['lambda'], marker='o', label=f'T={target:g}')
+        if 'alpha_entropy_fraction' in history:
+            entropy.plot(history['epoch'], 100 * history['alpha_entropy_fraction'], marker='o', label=f'T={target:g}')
+    entropy.set_xlabel('epoch')
+    entropy.set_ylabel('% of the maximum')
+    entropy.set_ylim(0, 105)
+    entropy.set_title('Entropy of alpha (100: uniform)')
     left.set_xlabel('epoch')
     left.set_ylabel('latency (ms)')
     left.set_title('Latency of the argmax arch vs target (dashed)')
@@ -144,7 +158,7 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
     calibration_file = run_dir / 'profile' / 'calibration.csv'
     calibration = pd.read_csv(calibration_file) if calibration_file.is_file() else None
     figures = [('Latency model vs measured', _parity(rows, calibration, directory)),
-               ('Search: latency and lambda', _search_curves(histories, directory))]
+               ('Search: latency, lambda and the entropy of alpha', _search_curves(histories, directory))]
     figures += [(f'Architecture probabilities, target {target:g} ms', _alpha_heatmap(alpha, target, directory))
                 for target, alpha in alphas.items()]
     figures.append(('Stage 2 evolution', _evolution_scatter(trials, rows, directory)))

@@ -6,7 +6,9 @@ into ``output_dir``:
 
 * ``arch.json``: the NNI sample dict and the LightNet string;
 * ``history.csv``: one row per epoch (lambda, argmax and expected latency, temperature, ...);
-* ``summary.json``: ``target_ms``, ``predicted_ms``, ``arch``, ``epochs``, ``seconds`` and more;
+* ``summary.json``: ``target_ms``, ``arch`` and ``exported_ms`` (the export), ``argmax_arch`` and
+  ``argmax_ms`` (the plain argmax of alpha), ``landed`` (whether the landing step moved the export),
+  the final alpha entropy as a fraction of its maximum, ``epochs``, ``seconds`` and more;
 * ``alpha.json``: softmax(alpha) per layer.
 """
 
@@ -52,7 +54,8 @@ class SearchConfig:
     learning_rate, weight_decay
         SGD (momentum 0.9, cosine schedule) of the supernet weights.
     arc_learning_rate, lambda_lr, lr_anneal_threshold, landing_tolerance
-        See :class:`~nni_lightnas.strategies.LightNAS`.
+        See :class:`~nni_lightnas.strategies.LightNAS`: the paper's alpha learning rate and lambda
+        step, which the strategy's budget schedule scales to this search's planned alpha steps.
     seed
         Seeds data split, initialisation and Gumbel sampling.
     data_dir
@@ -73,7 +76,7 @@ class SearchConfig:
     learning_rate: float = 0.05
     weight_decay: float = 4e-5
     arc_learning_rate: float = 1e-3
-    lambda_lr: float = 0.01
+    lambda_lr: float = 5e-4
     lr_anneal_threshold: float = 0.02
     landing_tolerance: float | None = 0.01
     seed: int = 0
@@ -127,6 +130,14 @@ def _data_loaders(config: SearchConfig, space_config: Any = None) -> tuple[DataL
     train_loader = DataLoader(weights_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
     arch_loader = DataLoader(arch_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
     return train_loader, arch_loader
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly scalar: numpy numbers as Python numbers, NaN as ``None``."""
+    if value is None:
+        return None
+    value = value.item() if hasattr(value, 'item') else value
+    return None if isinstance(value, float) and value != value else value
 
 
 def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLike | None = None, *,
@@ -194,7 +205,10 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     result = strategy.export_result()
     history = strategy.history()
+    last = history.iloc[-1] if len(history) else {}
+    schedule = strategy.oneshot_module.schedule
     summary = {'target_ms': config.target_ms, 'predicted_ms': result['predicted_ms'], 'arch': result['lightnet'],
+               'exported_ms': result['predicted_ms'],
                'relative_error': result['relative_error'], 'lambda': result['lambda'], 'epochs': config.epochs,
                'argmax_arch': result['argmax_lightnet'], 'argmax_ms': result['argmax_ms'],
                'argmax_relative_error': result['argmax_relative_error'], 'landed': result['landed'],
@@ -202,6 +216,12 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
                'latency_range_ms': list(strategy.latency_range_ms),
                'final_val_acc': history['val_acc'].iloc[-1] if 'val_acc' in history and len(history) else None,
                'warmup_reused': warmup_from is not None,
+               'alpha_entropy_fraction': _plain(last.get('alpha_entropy_fraction')),
+               'argmax_changes_last_epoch': _plain(last.get('argmax_changes')),
+               'argmax_supernet_acc': _plain(last.get('argmax_supernet_acc')),
+               'planned_arch_steps': schedule.planned_steps if schedule else None,
+               'scheduled_arc_learning_rate': schedule.arc_learning_rate if schedule else config.arc_learning_rate,
+               'scheduled_lambda_lr': schedule.lambda_lr if schedule else config.lambda_lr,
                'config': asdict(config)}
     if output_dir is not None:
         output = Path(output_dir)

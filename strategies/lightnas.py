@@ -10,14 +10,21 @@ where ``LAT(alpha)`` is the expected latency of softmax(alpha) under a latency m
 :class:`~nni_lightnas.latency.model.LatencyModel`) and lambda is learned by gradient ascent
 (:class:`~.latency_multiplier.LatencyMultiplier`), so one search lands on the target T.
 
-Schedule (Luo et al., DAC 2022; constants are keyword arguments with the paper's defaults):
+Schedule (Luo et al., DAC 2022; every constant is a keyword argument):
 
 * warm-up epochs: weights only, every candidate of every layer trained once per batch,
-  drawn in order without replacement (fair), gradients accumulated, one step; tau = 5;
-* then alternating steps: alpha on the architecture split (Adam, lr 1e-3, betas (0.5, 0.999),
-  weight decay 1e-3), weights on the training split; hard Gumbel-softmax with
-  straight-through gradient, tau = 5 * exp(-0.1 * (epoch - warmup));
-* near the target, the alpha learning rate is scaled down by the relative latency error;
+  drawn in order without replacement (fair), gradients accumulated, one step;
+* then alternating steps: alpha on the architecture split (Adam, betas (0.5, beta2), weight decay
+  1e-3), weights on the training split (one path sampled from softmax(alpha));
+* the alpha learning rate, the lambda step, beta2 and the temperature are sized by the search's
+  planned number of alpha steps (:class:`~.schedule.BudgetSchedule`): the paper's values
+  (1e-3, 5e-4, 0.999, 5 * exp(-0.1 * epoch)) at its 400,000 steps, stretched so that alpha
+  settles by the end of any budget; ``schedule='fixed'`` uses the constants as given;
+* the cross-entropy reaches alpha through a score-function estimate over a few architectures
+  run on the same batch (``arch_gradient='reinforce'``), or the paper's straight-through
+  Gumbel gate (``'gumbel'``), which batch norm all but silences in these blocks;
+* in the last quarter of the steps, once the argmax is within ``lr_anneal_threshold`` of T, the
+  alpha learning rate is scaled by ``|LAT/T - 1|`` (the argmax stays there);
 * export: argmax alpha per layer; if that misses the target by more than
   ``landing_tolerance``, the most probable architecture under the final alpha that is within
   it (:func:`~.landing.land_on_target`). Both are reported.
@@ -553,9 +560,11 @@ class LightNAS(DARTS):
         ``'bilevel'`` (the paper: alpha on the architecture split, weights on the training split)
         or ``'one_level'`` (SurgeNAS: both from the same training batch and backward pass).
     sampling
-        ``'gumbel'`` (one hard Gumbel-softmax path per step) or ``'ordered'`` (SurgeNAS ordered
-        differentiable sampling: every candidate of every layer once per batch, in a random
-        order, gradients accumulated; single-path memory, equal updates per op).
+        ``'gumbel'`` (one path per weight step, drawn from softmax(alpha)) or ``'ordered'``
+        (SurgeNAS ordered sampling: every candidate of every layer once per batch, in a random
+        order, gradients accumulated; single-path memory, equal updates per op). With
+        ``arch_gradient='gumbel'`` the alpha step runs the same paths with straight-through gates
+        (SurgeNAS's ordered differentiable sampling); with ``'reinforce'`` it is the score function.
     identity_eta
         Initial weight of SurgeNAS identity mapping regularisation (layer output
         ``op(x) + eta * aux(x)``), decayed linearly to 0 over the epochs; 0 turns it off.
@@ -608,6 +617,9 @@ class LightNAS(DARTS):
             raise ValueError(f'arch_samples must be an integer >= 2, got {arch_samples!r}')
         if planned_arch_steps is not None and not (isinstance(planned_arch_steps, int) and planned_arch_steps >= 1):
             raise ValueError(f'planned_arch_steps must be None or an integer >= 1, got {planned_arch_steps!r}')
+        if arch_gradient == 'none' and optimization != 'bilevel':
+            raise ValueError(f"arch_gradient='none' (a uniformly sampled supernet) needs optimization='bilevel', "
+                             f"got {optimization!r}")
         if not (isinstance(diagnostic_batches, int) and diagnostic_batches >= 0):
             raise ValueError(f'diagnostic_batches must be an integer >= 0, got {diagnostic_batches!r}')
         # validated here (not at the first epoch): the schedule's own checks

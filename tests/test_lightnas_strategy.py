@@ -99,9 +99,10 @@ def test_single_path_forward_runs_one_op_and_passes_straight_through_gradient():
 def _search(target_ms, epochs=5, warmup=1, trainer_kwargs=None, **kwargs):
     torch.manual_seed(0)
     train_loader, arch_loader = synthetic_loaders(256, 32)
+    # The mechanics of the strategy with the constants as given (the budget schedule has its own tests).
     strategy = LightNAS(target_latency_ms=target_ms, latency_model=synthetic_lut(), warmup_epochs=warmup,
                         lambda_lr=kwargs.pop('lambda_lr', 0.2), arc_learning_rate=kwargs.pop('arc_learning_rate', 0.02),
-                        **kwargs)
+                        schedule=kwargs.pop('schedule', 'fixed'), **kwargs)
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=epochs, **(trainer_kwargs or {}))
     NasExperiment(LightNASSpace('tiny'), evaluator, strategy).run()
     return strategy
@@ -175,7 +176,8 @@ def test_two_process_ddp_search_agrees_on_both_ranks(tmp_path):
 def test_ordered_sampling_updates_every_op_equally():
     torch.manual_seed(0)
     train_loader, arch_loader = synthetic_loaders(64, 32)  # one batch per split
-    strategy = LightNAS(target_latency_ms=2.0, latency_model=synthetic_lut(), warmup_epochs=0, sampling='ordered')
+    strategy = LightNAS(target_latency_ms=2.0, latency_model=synthetic_lut(), warmup_epochs=0, sampling='ordered',
+                        arch_gradient='gumbel', diagnostic_batches=0)  # gated ordered paths; no epoch-end scoring
     space = LightNASSpace('tiny')
     calls: dict[tuple[str, str], int] = {}
     for choice in space.layers:
@@ -229,7 +231,7 @@ def test_export_lands_within_tolerance_and_reports_the_argmax():
     # Make the argmax the slowest architecture, far above the target: the export must land.
     with torch.no_grad():
         for layer in strategy.oneshot_module.mixed_layers():
-            layer._arch_alpha[layer.names.index('MBK7E6')] += 10.0
+            layer._arch_alpha[layer.names.index('MBK7E6')] = layer._arch_alpha.max() + 10.0
     result = strategy.export_result()
     assert result['argmax_ms'] == pytest.approx(slowest)
     assert result['landed'] is True and result['lightnet'] != result['argmax_lightnet']
@@ -256,7 +258,7 @@ def test_targets_share_one_warmed_up_supernet(tmp_path):
 
     def config(quantile):
         return SearchConfig(preset='tiny', target_ms=fastest + quantile * (slowest - fastest), epochs=3,
-                            warmup_epochs=1, batch_size=64, train_limit=512, arc_learning_rate=0.05, lambda_lr=0.2)
+                            warmup_epochs=1, batch_size=64, train_limit=512)
 
     checkpoint = tmp_path / 'supernet' / 'warmup.ckpt'
     first = run_search(config(0.2), lut, save_warmup_to=checkpoint)

@@ -56,10 +56,19 @@ def test_pipeline_runs_every_stage_and_writes_artifacts(finished_run):
     assert (target_dir / 'export' / 'model.onnx').stat().st_size > 1000
     metrics = json.loads((target_dir / 'train' / 'metrics.json').read_text())
     assert 0 <= metrics['test_acc'] <= 1 and metrics['params_m'] > 0
+    import pandas as pd
     assert 'report:' in stdout and 'measured_ms' in stdout  # the final table is printed
     assert (run_dir / 'report' / 'report.html').is_file() and (run_dir / 'report' / 'final.csv').is_file()
+    # the final table tells the argmax from the export, and whether the landing step chose it
+    final = pd.read_csv(run_dir / 'report' / 'final.csv')
+    for row, (_, line) in zip(sorted((json.loads((d / 'search' / 'summary.json').read_text())
+                                      for d in run_dir.glob('T*ms')), key=lambda s: s['target_ms']),
+                              final.sort_values('target_ms').iterrows()):
+        assert line['argmax_ms'] == pytest.approx(row['argmax_ms'])
+        assert line['exported_ms'] == pytest.approx(row['exported_ms']) and row['exported_ms'] == row['predicted_ms']
+        assert bool(line['landed']) == row['landed'] == (row['arch'] != row['argmax_arch'])
+        assert 0 < line['alpha_entropy_pct'] <= 100.0001
     # the profile stage calibrated the LUT on 6 measured random nets, and the search used it
-    import pandas as pd
     from nni_lightnas.latency.lut import LatencyLUT
     calibration = pd.read_csv(run_dir / 'profile' / 'calibration.csv')
     assert len(calibration) == 6 and (calibration['measured_ms'] > 0).all()

@@ -127,3 +127,31 @@ def test_fixed_schedule_keeps_the_given_constants():
     assert history['temperature'].iloc[2] == pytest.approx(5.0 * math.exp(-0.1))
     # the paper's rate over 28 steps barely moves alpha: the reason the budget schedule exists
     assert history['alpha_entropy_fraction'].iloc[-1] > 0.95
+
+
+# --------------------------------------------- why the default alpha gradient is a score function
+class _GatedThenNormalised(ModelSpace):
+    """One choice whose output reaches the loss only through batch norm (as most MB blocks do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.choice = LayerChoice({'blind': nn.Conv2d(1, 4, 3, padding=1), 'useful': nn.Conv2d(1, 4, 5, padding=2),
+                                   'scrambled': nn.Conv2d(1, 4, 7, padding=3)}, label='layer00')
+        self.norm = nn.BatchNorm2d(4)
+        self.classifier = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.classifier(self.norm(self.choice(x)).mean((2, 3)))
+
+
+def test_straight_through_gate_gives_alpha_no_gradient_behind_batch_norm():
+    from nni_lightnas.strategies import SinglePathMixedLayer
+    torch.manual_seed(0)
+    strategy = LightNAS(target_latency_ms=1.5, latency_model=_toy_lut())
+    net = strategy.mutate_model(_GatedThenNormalised())
+    layer = next(m for m in net.modules() if isinstance(m, SinglePathMixedLayer))
+    images, labels = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    layer.resample({})
+    nn.functional.cross_entropy(net(images), labels).backward()
+    # batch norm undoes any scale of its input, so the gate's value does not change the loss
+    assert layer._arch_alpha.grad.abs().max() < 1e-6

@@ -222,7 +222,7 @@ def test_lightnas_searches_the_reduced_space(profiled):
     low, high = lut.latency_range()
     torch.manual_seed(0)
     train_loader, arch_loader = synthetic_loaders(64, 32)
-    strategy = LightNAS(target_latency_ms=(low + high) / 2, latency_model=lut, warmup_epochs=1, lambda_lr=0.2)
+    strategy = LightNAS(target_latency_ms=(low + high) / 2, latency_model=lut, warmup_epochs=1)
     NasExperiment(space, make_search_evaluator(train_loader, arch_loader, max_epochs=2), strategy).run()
     found = strategy.export_result()
     assert all(found['arch'][label] in ops for label, ops in result.candidates.items())

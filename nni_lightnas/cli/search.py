@@ -19,8 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--train-limit', type=int, default=10_000,
                         help='training examples used (default 10000; 0 = all 60000)')
-    parser.add_argument('--lambda-lr', type=float, default=0.01, help='step of the lambda ascent (default 0.01)')
-    parser.add_argument('--arc-lr', type=float, default=1e-3, help='Adam learning rate of alpha (default 1e-3)')
+    parser.add_argument('--lambda-lr', type=float, default=5e-4,
+                        help="step of the lambda ascent at the paper's budget (default 5e-4), scaled to this search's "
+                             'planned alpha steps unless --schedule fixed')
+    parser.add_argument('--arc-lr', type=float, default=1e-3,
+                        help="Adam learning rate of alpha at the paper's budget (default 1e-3), scaled likewise")
+    parser.add_argument('--schedule', choices=('budget', 'fixed'), default='budget',
+                        help='budget: schedules sized by the planned alpha steps (default); fixed: constants as given')
+    parser.add_argument('--arch-gradient', choices=('reinforce', 'gumbel'), default='reinforce',
+                        help='how the cross-entropy reaches alpha (default reinforce; gumbel: straight-through)')
     parser.add_argument('--landing-tolerance', type=float, default=0.01,
                         help='export the most probable arch within this relative error of the target when the '
                              'argmax misses it (default 0.01; 0: always the argmax)')
@@ -45,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                           warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
                           train_limit=args.train_limit or None, lambda_lr=args.lambda_lr,
                           arc_learning_rate=args.arc_lr, seed=args.seed, data_dir=args.data_dir,
-                          landing_tolerance=args.landing_tolerance or None)
+                          landing_tolerance=args.landing_tolerance or None,
+                          strategy_options={'schedule': args.schedule, 'arch_gradient': args.arch_gradient})
     summary = run_search(config, latency_model, args.output, enable_progress_bar=args.progress)
     print(summary['history'].drop(columns=['arch']).to_string(index=False, float_format=lambda v: f'{v:.4g}'))
     printable = {key: value for key, value in summary.items() if key not in ('history', 'strategy', 'config')}

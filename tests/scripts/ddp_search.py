@@ -31,7 +31,7 @@ def main(output_dir: str) -> None:
     lut = synthetic_lut()
     train_loader, arch_loader = synthetic_loaders(256, 32)
     strategy = LightNAS(target_latency_ms=lut.latency_range()[0] * 1.3, latency_model=lut, warmup_epochs=1,
-                        lambda_lr=0.2, arc_learning_rate=0.05)
+                        lambda_lr=0.2, arc_learning_rate=0.05, schedule='fixed')
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=3, devices=2,
                                       strategy='ddp_find_unused_parameters_true')
     space = strategy.mutate_model(LightNASSpace('tiny'))

@@ -1,0 +1,433 @@
+"""Does the search search? LightNAS's net against random nets of the same latency.
+
+For 3 targets at 25/50/75% of the latency range of the ``fashion_mnist`` preset (a LUT measured
+on ``local``, with a linear whole-network calibration), compare at each target:
+
+* ``lightnas``: ONE LightNAS search at the main job's search budget
+  (``examples/fashion_mnist/pipeline.yml``; its ``quick:`` section with ``--quick``), landing
+  step on (the export) and the plain argmax reported beside it;
+* ``random``: the first ``--random`` of a pool of ``--pool`` architectures drawn uniformly from
+  the space and kept when their predicted latency is within 1% of the target (rejection);
+* ``supernet_ranked_random``: random search with weight sharing (Li & Talwalkar, 2019): the net
+  of that pool with the best accuracy under a uniformly sampled supernet trained with the same
+  data, epochs and warm-up as the LightNAS supernet (``LightNAS(arch_gradient='none')``), scored
+  on the architecture split (training images only);
+* ``nni_proxyless``: NNI's ``Proxyless`` with ``ExpectationProfilerPenalty`` on the same LUT,
+  the same epochs, warm-up and alpha learning rate as LightNAS and the same landing step on its
+  final probabilities; the best of ``--proxyless-scales`` penalty scales, chosen by its own
+  supernet's accuracy on the architecture split (no test data).
+
+Every net is then trained stand-alone with ONE recipe (``RECIPES``), ``--seeds`` seeds, and
+scored on the 10,000 test images. ``kendall_supernet_vs_standalone`` is Kendall's tau between
+the uniform supernet's accuracy and the mean stand-alone accuracy over all random nets.
+
+Everything finished is appended to ``--journal`` (JSON lines) and never redone, so a long run
+can be stopped and resumed. Prints one JSON object::
+
+    {"targets": [{"target_ms", "lightnas": {"arch", "predicted_ms", "argmax_ms", "landed",
+     "test_acc": [per seed]}, "random": [...], "supernet_ranked_random": {...},
+     "nni_proxyless": {...}, "comparison": {...}}], "kendall_supernet_vs_standalone", "noise",
+     "recipe", "search", "seconds"}
+
+Usage::
+
+    python benchmarks/search_quality.py --quick --output docs/search_quality_quick.json   # ~30 min, 2 cores
+    python benchmarks/search_quality.py --output docs/search_quality.json                  # hours; resumable
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from target_hit import calibrated_lut  # noqa: E402
+
+#: One stand-alone training recipe for every net (SGD, momentum 0.9, Nesterov, cosine to 0).
+#: ``train_images`` are drawn (seeded) from the 60,000 training images; test on all 10,000.
+RECIPES = {
+    'full': {'train_images': 10_000, 'epochs': 8, 'batch_size': 128, 'learning_rate': 0.05, 'weight_decay': 4e-5},
+    'quick': {'train_images': 5_000, 'epochs': 3, 'batch_size': 128, 'learning_rate': 0.05, 'weight_decay': 4e-5},
+}
+#: the data subset of the stand-alone recipe is drawn with this seed (the same images for every net)
+RECIPE_DATA_SEED = 1234
+TOLERANCE = 0.01
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Journal:
+    """Finished work as JSON lines: ``{"key": ..., "value": ...}``; a key is computed once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[str, Any] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by an interruption: that work is redone
+                self.records[record['key']] = record['value']
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self.records:
+            value = compute()
+            with self.path.open('a') as handle:
+                handle.write(json.dumps({'key': key, 'value': value}, default=float) + '\n')
+            self.records[key] = value
+        return self.records[key]
+
+
+def at_target_pool(lut, target_ms: float, count: int, seed: int) -> list[str]:
+    """``count`` distinct archs drawn uniformly from the space with predicted latency within 1% of the target."""
+    rng = np.random.default_rng(seed)
+    labels = lut.labels
+    tables = [lut.layer_latencies(label).numpy() for label in labels]
+    found: list[str] = []
+    seen: set[str] = set()
+    for _ in range(200):
+        choices = np.stack([rng.integers(len(table), size=200_000) for table in tables], axis=1)
+        raw = lut.fixed_ms + sum(tables[i][choices[:, i]] for i in range(len(labels)))
+        predicted = lut.scale * raw + lut.offset_ms
+        for row in np.flatnonzero(np.abs(predicted / target_ms - 1.0) <= TOLERANCE):
+            arch = '-'.join(lut.candidates[label][choices[row, i]] for i, label in enumerate(labels))
+            if arch not in seen:
+                seen.add(arch)
+                found.append(arch)
+                if len(found) == count:
+                    return found
+    raise RuntimeError(f'found only {len(found)} of {count} archs within 1% of {target_ms:.4f} ms')
+
+
+def _history_summary(history) -> dict[str, Any]:
+    last = history.iloc[-1]
+    return {'alpha_entropy_fraction': float(last['alpha_entropy_fraction']),
+            'argmax_changes_last_epoch': int(last['argmax_changes']),
+            'argmax_supernet_acc': None if last['argmax_supernet_acc'] is None
+            or (isinstance(last['argmax_supernet_acc'], float) and math.isnan(last['argmax_supernet_acc']))
+            else float(last['argmax_supernet_acc']),
+            'argmax_ms_per_epoch': [float(v) for v in history['argmax_ms']],
+            'lambda_per_epoch': [float(v) for v in history['lambda']]}
+
+
+def _arch_batches(config, space_config, count: int = 8):
+    """The first ``count`` batches of the search's architecture split (training images only)."""
+    from nni_lightnas.search import _data_loaders
+    generator_state = torch.get_rng_state()
+    _, arch_loader = _data_loaders(config, space_config)
+    batches = []
+    for batch in arch_loader:
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    torch.set_rng_state(generator_state)
+    return batches
+
+
+def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_rate: float) -> dict[str, Any]:
+    """NNI's Proxyless with ExpectationProfilerPenalty; its final probabilities through our landing step."""
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.oneshot.pytorch.profiler import ExpectationProfilerPenalty
+    from nni.nas.strategy import Proxyless
+
+    from nni_lightnas.latency.profiler import LatencyProfiler
+    from nni_lightnas.search import _data_loaders, make_search_evaluator
+    from nni_lightnas.search_spaces import LightNASSpace
+    from nni_lightnas.strategies.landing import land_on_target
+    torch.manual_seed(config.seed)
+    space = LightNASSpace(config.preset)
+    penalty = ExpectationProfilerPenalty(LatencyProfiler(space, lut), baseline=target_ms, scale=scale)
+    strategy = Proxyless(penalty=penalty, warmup_epochs=config.warmup_epochs, arc_learning_rate=arc_learning_rate)
+    train_loader, arch_loader = _data_loaders(config, space.config)
+    evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
+                                      learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    start = time.perf_counter()
+    experiment = NasExperiment(space, evaluator, strategy)
+    experiment.run()
+    module = strategy._mutated_model_space.evaluator.module  # the one-shot Lightning module
+    probabilities = module.export_probs()
+    argmax = {label: max(probabilities[label], key=probabilities[label].get) for label in lut.labels}
+    argmax_arch = '-'.join(argmax[label] for label in lut.labels)
+    log_probs = {label: torch.tensor([probabilities[label][op] for op in lut.candidates[label]]).clamp_min(1e-12).log()
+                 for label in lut.labels}
+    landed = None
+    if abs(lut.predict(argmax_arch) / target_ms - 1) > TOLERANCE:
+        landed = land_on_target(lut, log_probs, target_ms=target_ms, tolerance=TOLERANCE)
+    arch = argmax_arch if landed is None else '-'.join(landed[label] for label in lut.labels)
+    # its own supernet's accuracy of the exported net on the architecture split: the scale selection criterion
+    sample = dict(zip(lut.labels, arch.split('-')))
+    accuracy = _nni_subnet_accuracy(module, sample, _arch_batches(config, space.config))
+    return {'arch': arch, 'predicted_ms': lut.predict(arch), 'argmax_arch': argmax_arch,
+            'argmax_ms': lut.predict(argmax_arch), 'landed': arch != argmax_arch, 'scale': scale,
+            'supernet_acc': accuracy, 'seconds': time.perf_counter() - start}
+
+
+@torch.no_grad()
+def _nni_subnet_accuracy(module, sample: dict[str, str], batches) -> float:
+    """Accuracy of ``sample`` under an NNI one-shot module's supernet (batch statistics, momentum 0)."""
+    for supernet_module in module.supernet_modules():
+        supernet_module.resample(memo=dict(sample))
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    module.training_module.train()
+    correct = total = 0
+    try:
+        for inputs, labels in batches:
+            correct += int((module.training_module(inputs).argmax(1) == labels).sum())
+            total += len(labels)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+    return correct / total
+
+
+def train_standalone(arch: str, preset: str, recipe: dict[str, Any], seed: int, train_set, test_set) -> float:
+    """Test accuracy (%) of ``arch`` trained from scratch with ``recipe`` and ``seed``."""
+    from nni_lightnas.search_spaces import build_lightnet
+    from nni_lightnas.strategies._training import evaluate_accuracy, train_steps
+    torch.manual_seed(seed)
+    net = build_lightnet(arch, preset)
+    steps = recipe['epochs'] * (len(train_set) // recipe['batch_size'])
+    train_steps(net, train_set, steps=steps, batch_size=recipe['batch_size'], learning_rate=recipe['learning_rate'],
+                weight_decay=recipe['weight_decay'], seed=seed)
+    return 100.0 * evaluate_accuracy(net, test_set)
+
+
+def _kendall(x, y) -> float | None:
+    from scipy.stats import kendalltau
+    if len(x) < 3:
+        return None
+    tau = kendalltau(x, y).statistic
+    return None if tau is None or math.isnan(tau) else float(tau)
+
+
+def compare(entry: dict[str, Any]) -> dict[str, Any]:
+    """LightNAS against the random nets (paired over seeds), their 75th percentile, RSWS and Proxyless."""
+    lightnas = np.asarray(entry['lightnas']['test_acc'])
+    random = np.asarray([net['test_acc'] for net in entry['random']])  # nets x seeds
+    random_means = random.mean(axis=1)
+    paired = lightnas - random.mean(axis=0)
+    result = {'lightnas_mean_acc': float(lightnas.mean()), 'random_mean_acc': float(random_means.mean()),
+              'random_p75_acc': float(np.percentile(random_means, 75)),
+              'random_best_acc': float(random_means.max()),
+              'lightnas_minus_random_per_seed': paired.tolist(),
+              'beats_random_mean_every_seed': bool((paired > 0).all()),
+              'at_or_above_random_p75': bool(lightnas.mean() >= np.percentile(random_means, 75)),
+              'lightnas_rank_among_random': int((random_means > lightnas.mean()).sum()) + 1}
+    for name in ('supernet_ranked_random', 'nni_proxyless'):
+        if entry.get(name):
+            other = np.asarray(entry[name]['test_acc'])
+            result[f'{name}_mean_acc'] = float(other.mean())
+            result[f'lightnas_minus_{name}'] = float(lightnas.mean() - other.mean())
+    return result
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The per-target table of a result JSON, in Markdown (mean test accuracy over seeds, %)."""
+    def cell(entry: dict[str, Any]) -> str:
+        accs = entry['test_acc']
+        return f"{np.mean(accs):.2f} ({', '.join(f'{a:.2f}' for a in accs)})"
+
+    lines = ['| target (ms) | LightNAS arch | argmax / export (ms) | entropy | LightNAS | random mean | random p75 | '
+             'random best | RSWS (best of pool) | NNI Proxyless | LightNAS rank among random |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    for entry in summary['targets']:
+        lightnas, comparison = entry['lightnas'], entry['comparison']
+        lines.append(
+            f"| {entry['target_ms']:.3f} | `{lightnas['arch']}` | {lightnas['argmax_ms']:.3f} / "
+            f"{lightnas['predicted_ms']:.3f}{' (landed)' if lightnas['landed'] else ''} | "
+            f"{100 * lightnas['alpha_entropy_fraction']:.0f} % | {cell(lightnas)} | {comparison['random_mean_acc']:.2f} | "
+            f"{comparison['random_p75_acc']:.2f} | {comparison['random_best_acc']:.2f} | "
+            f"{cell(entry['supernet_ranked_random'])} | {cell(entry['nni_proxyless'])} | "
+            f"{comparison['lightnas_rank_among_random']} of {len(entry['random']) + 1} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true', help="the quick main job's search and a short recipe")
+    parser.add_argument('--preset', default='fashion_mnist')
+    parser.add_argument('--pipeline', default=str(REPO / 'examples' / 'fashion_mnist' / 'pipeline.yml'),
+                        help="the search budget is this pipeline's search stage")
+    parser.add_argument('--lut', default=str(REPO / 'runs' / 'bench' / 'lut_fashion_mnist.csv'),
+                        help='LUT measured on local (cached here when missing)')
+    parser.add_argument('--calibrate', type=int, default=24)
+    parser.add_argument('--quantiles', default='0.25,0.5,0.75')
+    parser.add_argument('--random', type=int, default=None, help='random at-target nets trained (8; 5 with --quick)')
+    parser.add_argument('--pool', type=int, default=100, help='random at-target nets ranked by the supernet')
+    parser.add_argument('--seeds', type=int, default=2, help='stand-alone training seeds')
+    parser.add_argument('--train-images', type=int, default=None, help="override the recipe's training images")
+    parser.add_argument('--train-epochs', type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument('--proxyless-scales', default=None, help='penalty scales tried (0.3,1,3; 1 with --quick)')
+    parser.add_argument('--journal', default=None, help='finished work (default: runs/bench/search_quality[_quick].jsonl)')
+    parser.add_argument('--output', default=None, help='also write the JSON here')
+    parser.add_argument('--table', default=None, metavar='JSON', help='only print the Markdown table of a result file')
+    args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return 0
+    warnings.filterwarnings('ignore')
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger('nni').setLevel(logging.ERROR)
+    torch.set_num_threads(2)
+
+    from nni_lightnas.data import load_for_preset
+    from nni_lightnas.pipeline import load_pipeline_config
+    from nni_lightnas.search import SearchConfig, run_search
+    from nni_lightnas.search_spaces import LightNASSpace
+    from nni_lightnas.strategies.schedule import BudgetSchedule
+
+    mode = 'quick' if args.quick else 'full'
+    recipe = dict(RECIPES[mode])
+    if args.train_images:
+        recipe['train_images'] = args.train_images
+    if args.train_epochs:
+        recipe['epochs'] = args.train_epochs
+    random_count = args.random or (5 if args.quick else 8)
+    scales = [float(s) for s in (args.proxyless_scales or ('1' if args.quick else '0.3,1,3')).split(',')]
+    journal = Journal(Path(args.journal or REPO / 'runs' / 'bench' / f'search_quality{"_quick" if args.quick else ""}.jsonl'))
+    started = time.perf_counter()
+
+    lut, calibration = calibrated_lut(Path(args.lut), args.preset, args.calibrate)
+    fastest_ms, slowest_ms = lut.latency_range()
+    quantiles = [float(q) for q in args.quantiles.split(',')]
+    targets = [round(fastest_ms + q * (slowest_ms - fastest_ms), 6) for q in quantiles]
+    pipeline = load_pipeline_config(args.pipeline, quick=args.quick)
+    search_settings = dict(pipeline.search)
+    space = LightNASSpace(args.preset)
+    lut_key = _key(lut.table.to_dict('list'), lut.scale, lut.offset_ms)
+    budget_key = _key(search_settings, pipeline.seed, lut_key)
+    warmup_path = REPO / 'runs' / 'bench' / f'search_quality_warmup_{budget_key}.ckpt'
+
+    def search_config(target_ms: float) -> SearchConfig:
+        return SearchConfig(preset=args.preset, target_ms=target_ms, seed=pipeline.seed, **search_settings)
+
+    def run_lightnas_search(config: SearchConfig, **options) -> dict[str, Any]:
+        """One run_search, sharing the warm-up checkpoint across targets and strategies."""
+        share = {'warmup_from': warmup_path} if warmup_path.is_file() else {'save_warmup_to': warmup_path}
+        return run_search(config, lut, **share, **options)
+
+    # ---- pools of random at-target archs (deterministic) and the uniform supernet's scores
+    pools = {target: at_target_pool(lut, target, args.pool, seed=index) for index, target in enumerate(targets)}
+
+    def uniform_supernet_scores() -> dict[str, Any]:
+        config = search_config(targets[len(targets) // 2])
+        config.strategy_options = {'arch_gradient': 'none'}
+        config.landing_tolerance = None
+        summary = run_lightnas_search(config)
+        module = summary['strategy'].oneshot_module
+        batches = _arch_batches(config, space.config)
+        scores = {arch: module.subnet_accuracy(dict(zip(lut.labels, arch.split('-'))), batches)
+                  for pool in pools.values() for arch in pool}
+        return {'scores': scores, 'seconds': summary['seconds']}
+
+    supernet = journal.get(_key('uniform_supernet', budget_key, sorted(pools.items())), uniform_supernet_scores)
+    print(f"uniform supernet trained and scored {len(supernet['scores'])} nets", file=sys.stderr)
+
+    # ---- searches
+    def lightnas(target_ms: float) -> dict[str, Any]:
+        summary = run_lightnas_search(search_config(target_ms))
+        planned = summary['strategy'].oneshot_module.schedule
+        return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'argmax_arch': summary['argmax_arch'],
+                'argmax_ms': summary['argmax_ms'], 'landed': summary['landed'], 'seconds': summary['seconds'],
+                'planned_arch_steps': planned.planned_steps if planned else None,
+                'arc_learning_rate': planned.arc_learning_rate if planned else None,
+                **_history_summary(summary['history'])}
+
+    results = []
+    for target_ms in targets:
+        entry: dict[str, Any] = {'target_ms': target_ms,
+                                 'quantile': quantiles[targets.index(target_ms)]}
+        entry['lightnas'] = dict(journal.get(_key('lightnas', budget_key, target_ms), lambda: lightnas(target_ms)))
+        print(f"lightnas {target_ms:.4f}: {entry['lightnas']['arch']} argmax {entry['lightnas']['argmax_ms']:.4f} "
+              f"entropy {entry['lightnas']['alpha_entropy_fraction']:.2f}", file=sys.stderr)
+        config = search_config(target_ms)
+        schedule = BudgetSchedule(planned_steps=max(int(entry['lightnas']['planned_arch_steps'] or 1), 1))
+        proxyless_runs = []
+        for scale in scales:
+            def run(scale=scale):
+                return proxyless_search(lut, target_ms, scale, config, schedule.arc_learning_rate)
+            proxyless_runs.append(journal.get(_key('proxyless', budget_key, target_ms, scale), run))
+        best = max(proxyless_runs, key=lambda r: r['supernet_acc'])
+        entry['nni_proxyless'] = {**best, 'scales_tried': [{k: r[k] for k in ('scale', 'arch', 'predicted_ms',
+                                                                              'argmax_ms', 'supernet_acc')}
+                                                           for r in proxyless_runs]}
+        pool = pools[target_ms]
+        entry['random'] = [{'arch': arch, 'predicted_ms': lut.predict(arch), 'argmax_ms': lut.predict(arch),
+                            'landed': False, 'supernet_acc': supernet['scores'][arch]} for arch in pool[:random_count]]
+        best_arch = max(pool, key=lambda arch: supernet['scores'][arch])
+        entry['supernet_ranked_random'] = {'arch': best_arch, 'predicted_ms': lut.predict(best_arch),
+                                           'argmax_ms': lut.predict(best_arch), 'landed': False,
+                                           'supernet_acc': supernet['scores'][best_arch], 'pool': len(pool)}
+        results.append(entry)
+
+    # ---- stand-alone training: one recipe, every net, every seed
+    train_full = load_for_preset(args.preset, 'train')
+    test_set = load_for_preset(args.preset, 'test')
+    from torch.utils.data import Subset
+    order = torch.randperm(len(train_full), generator=torch.Generator().manual_seed(RECIPE_DATA_SEED))
+    train_set = Subset(train_full, order[:recipe['train_images']].tolist())
+    recipe_key = _key(recipe, RECIPE_DATA_SEED)
+
+    def test_accuracies(arch: str) -> list[float]:
+        return [journal.get(_key('train', arch, recipe_key, seed),
+                            lambda seed=seed: train_standalone(arch, args.preset, recipe, seed, train_set, test_set))
+                for seed in range(args.seeds)]
+
+    for entry in results:
+        for name in ('lightnas', 'supernet_ranked_random', 'nni_proxyless'):
+            entry[name]['test_acc'] = test_accuracies(entry[name]['arch'])
+        for net in entry['random']:
+            net['test_acc'] = test_accuracies(net['arch'])
+        entry['comparison'] = compare(entry)
+        print(f"target {entry['target_ms']:.4f}: {json.dumps(entry['comparison'])}", file=sys.stderr)
+
+    random_nets = [net for entry in results for net in entry['random']]
+    supernet_acc = [net['supernet_acc'] for net in random_nets]
+    standalone = [float(np.mean(net['test_acc'])) for net in random_nets]
+    seed_gaps = [abs(net['test_acc'][0] - net['test_acc'][1]) for net in random_nets if len(net['test_acc']) > 1]
+    summary = {
+        'targets': results,
+        'kendall_supernet_vs_standalone': _kendall(supernet_acc, standalone),
+        'kendall_per_target': [_kendall([n['supernet_acc'] for n in e['random']],
+                                        [float(np.mean(n['test_acc'])) for n in e['random']]) for e in results],
+        'noise': {'mean_abs_seed_gap_pct': float(np.mean(seed_gaps)) if seed_gaps else None,
+                  'random_net_spread_pct_per_target': [float(np.std([np.mean(n['test_acc']) for n in e['random']]))
+                                                       for e in results]},
+        'recipe': {**recipe, 'seeds': args.seeds, 'data_seed': RECIPE_DATA_SEED, 'test_images': len(test_set),
+                   'optimizer': 'SGD momentum 0.9 Nesterov, cosine to 0'},
+        'search': {**search_settings, 'seed': pipeline.seed, 'quick': args.quick, 'random_nets': random_count,
+                   'pool': args.pool, 'proxyless_scales': scales},
+        'latency_model': {'range_ms': [fastest_ms, slowest_ms], 'calibration': calibration,
+                          'batch': int(lut.metadata.get('batch', 32)), 'device': 'local (ONNX Runtime CPU)'},
+        'seconds': time.perf_counter() - started,
+    }
+    text = json.dumps(summary, default=float)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(summary, indent=2, default=float))
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
