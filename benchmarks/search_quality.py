@@ -279,6 +279,8 @@ def main(argv=None) -> int:
     parser.add_argument('--train-epochs', type=int, default=None, help="override the recipe's epochs")
     parser.add_argument('--proxyless-scales', default=None, help='penalty scales tried (0.3,1,3; 1 with --quick)')
     parser.add_argument('--journal', default=None, help='finished work (default: runs/bench/search_quality[_quick].jsonl)')
+    parser.add_argument('--lightnas-options', default='{}',
+                        help='JSON of LightNAS keyword arguments for the lightnas rows (part of their journal key)')
     parser.add_argument('--output', default=None, help='also write the JSON here')
     parser.add_argument('--table', default=None, metavar='JSON', help='only print the Markdown table of a result file')
     args = parser.parse_args(argv)
@@ -344,8 +346,12 @@ def main(argv=None) -> int:
     print(f"uniform supernet trained and scored {len(supernet['scores'])} nets", file=sys.stderr)
 
     # ---- searches
+    lightnas_options = json.loads(args.lightnas_options)
+
     def lightnas(target_ms: float) -> dict[str, Any]:
-        summary = run_lightnas_search(search_config(target_ms))
+        config = search_config(target_ms)
+        config.strategy_options = dict(lightnas_options)
+        summary = run_lightnas_search(config)
         planned = summary['strategy'].oneshot_module.schedule
         return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'argmax_arch': summary['argmax_arch'],
                 'argmax_ms': summary['argmax_ms'], 'landed': summary['landed'], 'seconds': summary['seconds'],
@@ -357,7 +363,8 @@ def main(argv=None) -> int:
     for target_ms in targets:
         entry: dict[str, Any] = {'target_ms': target_ms,
                                  'quantile': quantiles[targets.index(target_ms)]}
-        entry['lightnas'] = dict(journal.get(_key('lightnas', budget_key, target_ms), lambda: lightnas(target_ms)))
+        lightnas_key = _key('lightnas', budget_key, target_ms, *([lightnas_options] if lightnas_options else []))
+        entry['lightnas'] = dict(journal.get(lightnas_key, lambda: lightnas(target_ms)))
         print(f"lightnas {target_ms:.4f}: {entry['lightnas']['arch']} argmax {entry['lightnas']['argmax_ms']:.4f} "
               f"entropy {entry['lightnas']['alpha_entropy_fraction']:.2f}", file=sys.stderr)
         config = search_config(target_ms)
@@ -416,6 +423,7 @@ def main(argv=None) -> int:
         'recipe': {**recipe, 'seeds': args.seeds, 'data_seed': RECIPE_DATA_SEED, 'test_images': len(test_set),
                    'optimizer': 'SGD momentum 0.9 Nesterov, cosine to 0'},
         'search': {**search_settings, 'seed': pipeline.seed, 'quick': args.quick, 'random_nets': random_count,
+                   'lightnas_options': lightnas_options,
                    'pool': args.pool, 'proxyless_scales': scales},
         'latency_model': {'range_ms': [fastest_ms, slowest_ms], 'calibration': calibration,
                           'batch': int(lut.metadata.get('batch', 32)), 'device': 'local (ONNX Runtime CPU)'},

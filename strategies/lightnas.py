@@ -285,7 +285,11 @@ class LightNASLightningModule(DartsLightningModule):
         optimizer = self._weight_optimizer()
         self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
         if self.strategy_config.sampling == 'gumbel':
-            self.resample()
+            if self.strategy_config.weight_sampling == 'uniform':
+                for layer in self.mixed_layers():
+                    layer.force(int(torch.randint(len(layer.names), ())))
+            else:
+                self.resample()
             loss = self._loss(batch, 2 * batch_idx + 1)
             self.manual_backward(loss)
             loss = loss.detach()
@@ -539,6 +543,10 @@ class LightNAS(DARTS):
         Architectures per alpha step for ``'reinforce'`` (>= 2).
     diagnostic_batches
         Architecture-split batches kept to score the argmax net with supernet weights each epoch.
+    weight_sampling
+        Path of each weight step (``sampling='gumbel'``): drawn from softmax(alpha) (``'alpha'``,
+        the paper), or uniformly (``'uniform'``: every op keeps training as often as the others,
+        so the supernet that judges the architectures stays fair while alpha settles).
     arc_betas
         Adam betas of alpha. ``None``: (0.5, beta2) with beta2 from the budget schedule (the
         paper's 0.999 at its budget; see :attr:`~.schedule.BudgetSchedule.adam_beta2`), or
@@ -593,7 +601,7 @@ class LightNAS(DARTS):
                  final_temperature: float = 5.0 * math.exp(-8.0), anneal_start: float = 0.75,
                  min_alpha_travel: float = 20.0,
                  arch_gradient: str = 'reinforce', arch_samples: int = 4, diagnostic_batches: int = 4,
-                 arc_betas: tuple[float, float] | None = None, **kwargs):
+                 arc_betas: tuple[float, float] | None = None, weight_sampling: str = 'alpha', **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
         if not (isinstance(target_latency_ms, (int, float)) and target_latency_ms > 0):
@@ -617,6 +625,8 @@ class LightNAS(DARTS):
             raise ValueError(f'arch_samples must be an integer >= 2, got {arch_samples!r}')
         if planned_arch_steps is not None and not (isinstance(planned_arch_steps, int) and planned_arch_steps >= 1):
             raise ValueError(f'planned_arch_steps must be None or an integer >= 1, got {planned_arch_steps!r}')
+        if weight_sampling not in ('alpha', 'uniform'):
+            raise ValueError(f"weight_sampling must be 'alpha' or 'uniform', got {weight_sampling!r}")
         if arch_gradient == 'none' and optimization != 'bilevel':
             raise ValueError(f"arch_gradient='none' (a uniformly sampled supernet) needs optimization='bilevel', "
                              f"got {optimization!r}")
@@ -643,6 +653,7 @@ class LightNAS(DARTS):
         self.arch_samples = arch_samples
         self.diagnostic_batches = diagnostic_batches
         self.arc_betas = None if arc_betas is None else tuple(arc_betas)
+        self.weight_sampling = weight_sampling
         self.optimization = optimization
         self.sampling = sampling
         self.identity_eta = float(identity_eta)
