@@ -316,7 +316,9 @@ def main(argv=None) -> int:
     pipeline = load_pipeline_config(args.pipeline, quick=args.quick)
     search_settings = dict(pipeline.search)
     space = LightNASSpace(args.preset)
-    lut_key = _key(lut.table.to_dict('list'), lut.scale, lut.offset_ms)
+    # what the LUT predicts, rounded: a LUT reloaded from its CSV gives the same key as the one just built
+    lut_key = _key({label: [round(v, 6) for v in lut.layer_latencies(label).tolist()] for label in lut.labels},
+                   round(lut.fixed_ms, 6), round(lut.scale, 6), round(lut.offset_ms, 6))
     budget_key = _key(search_settings, pipeline.seed, lut_key)
     warmup_path = REPO / 'runs' / 'bench' / f'search_quality_warmup_{budget_key}.ckpt'
 

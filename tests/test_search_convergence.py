@@ -49,6 +49,9 @@ def test_schedule_rejects_bad_values(kwargs, match):
 @pytest.mark.parametrize('kwargs,match', [({'schedule': 'epoch'}, "schedule must be 'budget' or 'fixed'"),
                                           ({'arch_gradient': 'st'}, "arch_gradient must be 'reinforce', 'gumbel' or 'none'"),
                                           ({'arch_samples': 1}, 'arch_samples must be an integer >= 2'),
+                                          ({'weight_sampling': 'fair'}, "weight_sampling must be 'alpha' or 'uniform'"),
+                                          ({'arch_gradient': 'none', 'optimization': 'one_level'},
+                                           "arch_gradient='none'"),
                                           ({'planned_arch_steps': 0}, 'planned_arch_steps must be None')])
 def test_strategy_rejects_bad_schedule_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
