@@ -102,7 +102,11 @@ def at_target_pool(lut, target_ms: float, count: int, seed: int) -> list[str]:
     tables = [lut.layer_latencies(label).numpy() for label in labels]
     found: list[str] = []
     seen: set[str] = set()
+    idle_rounds = 0
     for _ in range(200):
+        if idle_rounds == 5:  # five rounds of draws found nothing new: the target has no more
+            break
+        before = len(found)
         choices = np.stack([rng.integers(len(table), size=200_000) for table in tables], axis=1)
         raw = lut.fixed_ms + sum(tables[i][choices[:, i]] for i in range(len(labels)))
         predicted = lut.scale * raw + lut.offset_ms
@@ -113,6 +117,7 @@ def at_target_pool(lut, target_ms: float, count: int, seed: int) -> list[str]:
                 found.append(arch)
                 if len(found) == count:
                     return found
+        idle_rounds = idle_rounds + 1 if len(found) == before else 0
     raise RuntimeError(f'found only {len(found)} of {count} archs within 1% of {target_ms:.4f} ms')
 
 
@@ -277,7 +282,9 @@ def main(argv=None) -> int:
     parser.add_argument('--seeds', type=int, default=2, help='stand-alone training seeds')
     parser.add_argument('--train-images', type=int, default=None, help="override the recipe's training images")
     parser.add_argument('--train-epochs', type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument('--proxyless-scales', default=None, help='penalty scales tried (0.3,1,3; 1 with --quick)')
+    parser.add_argument('--proxyless-scales', default='1',
+                        help='penalty scales tried, the best by its supernet (default 1: the landing step already '
+                             'puts every scale on the target)')
     parser.add_argument('--journal', default=None, help='finished work (default: runs/bench/search_quality[_quick].jsonl)')
     parser.add_argument('--lightnas-options', default='{}',
                         help='JSON of LightNAS keyword arguments for the lightnas rows (part of their journal key)')
@@ -305,7 +312,7 @@ def main(argv=None) -> int:
     if args.train_epochs:
         recipe['epochs'] = args.train_epochs
     random_count = args.random or (5 if args.quick else 8)
-    scales = [float(s) for s in (args.proxyless_scales or ('1' if args.quick else '0.3,1,3')).split(',')]
+    scales = [float(s) for s in args.proxyless_scales.split(',')]
     journal = Journal(Path(args.journal or REPO / 'runs' / 'bench' / f'search_quality{"_quick" if args.quick else ""}.jsonl'))
     started = time.perf_counter()
 

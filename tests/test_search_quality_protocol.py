@@ -1,0 +1,57 @@
+"""The pieces of the search-quality protocol: at-target random pools, the journal, the comparison."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightnas_helpers import synthetic_lut
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
+import search_quality  # noqa: E402
+
+
+def test_at_target_pool_is_distinct_and_within_one_percent():
+    lut = synthetic_lut('tiny')
+    fastest, slowest = lut.latency_range()
+    target = fastest + 0.5 * (slowest - fastest)
+    pool = search_quality.at_target_pool(lut, target, 8, seed=0)
+    assert len(pool) == len(set(pool)) == 8
+    assert all(abs(lut.predict(arch) / target - 1) <= 0.01 for arch in pool)
+    assert pool == search_quality.at_target_pool(lut, target, 8, seed=0)  # seeded
+    with pytest.raises(RuntimeError, match='found only 10 of 50'):
+        search_quality.at_target_pool(lut, target, 50, seed=0)  # 10 of the 343 archs sit there
+
+
+def test_journal_computes_each_key_once_and_survives_a_torn_line(tmp_path):
+    path = tmp_path / 'journal.jsonl'
+    calls = []
+    journal = search_quality.Journal(path)
+    assert journal.get('a', lambda: calls.append(1) or {'x': 1.5}) == {'x': 1.5}
+    assert journal.get('a', lambda: calls.append(1) or {'x': 9}) == {'x': 1.5}
+    with path.open('a') as handle:
+        handle.write('{"key": "b", "val')  # interrupted mid-write
+    reopened = search_quality.Journal(path)
+    assert reopened.get('a', lambda: calls.append(1)) == {'x': 1.5}
+    assert reopened.get('b', lambda: 7) == 7  # the torn record is redone
+    assert calls == [1]
+    assert json.loads(path.read_text().splitlines()[0]) == {'key': 'a', 'value': {'x': 1.5}}
+
+
+def test_compare_pairs_seeds_and_ranks_among_random():
+    entry = {'lightnas': {'test_acc': [85.0, 83.8]},
+             'random': [{'test_acc': [83.0, 83.0]}, {'test_acc': [84.0, 84.0]}, {'test_acc': [86.0, 86.0]},
+                        {'test_acc': [82.0, 83.0]}],
+             'supernet_ranked_random': {'test_acc': [86.0, 85.0]}, 'nni_proxyless': {'test_acc': [84.0, 84.0]}}
+    result = search_quality.compare(entry)
+    assert result['random_mean_acc'] == pytest.approx(83.875)
+    assert result['lightnas_minus_random_per_seed'] == pytest.approx([85.0 - 83.75, 83.8 - 84.0])
+    assert result['beats_random_mean_every_seed'] is False  # below on the second seed
+    assert result['lightnas_rank_among_random'] == 2  # one random net (86) is better
+    assert result['random_p75_acc'] == pytest.approx(84.5)  # of the means (83, 84, 86, 82.5)
+    assert result['at_or_above_random_p75'] is False  # 84.4 < 84.5
+    assert result['lightnas_minus_supernet_ranked_random'] == pytest.approx(84.4 - 85.5)
+    assert result['lightnas_minus_nni_proxyless'] == pytest.approx(0.4)
