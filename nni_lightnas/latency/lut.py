@@ -403,12 +403,61 @@ class LatencyLUT(LatencyModel):
         """The same table predicting the plain per-op sum (any whole-network calibration dropped)."""
         return LatencyLUT(self.table, {key: value for key, value in self.metadata.items() if key != 'calibration'})
 
+    def energy_view(self) -> 'LatencyLUT':
+        """The same table with energy per inference (mJ) in place of latency: an energy model.
+
+        Every method then reads in mJ where it says ms (``predict``, ``expected_latency``,
+        ``latency_range``), so LightNAS's machinery (penalty, multiplier, landing) works on energy
+        unchanged (``LightNAS(target_energy_mj=..., energy_model=lut.energy_view())``). Like the
+        latency rows, each row's energy has the energy of its call (the ``overhead`` row at its
+        output shape) subtracted when the table was built with ``overhead_subtracted``, and the
+        ``call`` row counts it once (without it, every row keeps its call and ``call`` counts 0).
+        A whole-network latency calibration is dropped.
+
+        Raises
+        ------
+        ValueError
+            The table has no ``energy_mj`` column, or some op/fixed rows have no energy
+            (profile the LUT on a board with ``SSHDevice(energy=True)``).
+
+        Examples
+        --------
+        >>> table = pd.DataFrame({'kind': ['fixed', 'op', 'op'], 'layer': ['stem', 'layer00', 'layer00'],
+        ...                       'op': ['stem', 'skip', 'MBK3E3'], 'latency_ms': [1.0, 0.0, 0.5],
+        ...                       'energy_mj': [4.0, 0.0, 2.5]})
+        >>> energy = LatencyLUT(table, {}).energy_view()
+        >>> energy.predict(['MBK3E3']), energy.latency_range()
+        (6.5, (4.0, 6.5))
+        """
+        if 'energy_mj' not in self.table.columns:
+            raise ValueError(f'the LUT has no energy_mj column (columns: {list(self.table.columns)}); profile it on '
+                             f'a board that measures energy (SSHDevice(energy=True))')
+        table = self.table.copy()
+        energy = pd.to_numeric(table['energy_mj'], errors='coerce')
+        summed = table['kind'] != 'overhead'
+        missing = table.loc[summed & energy.isna(), ['layer', 'op']]
+        if len(missing):
+            raise ValueError(f'{len(missing)} LUT rows have no energy_mj, e.g. '
+                             f'{missing.head(3).to_dict("records")}; profile the LUT with SSHDevice(energy=True)')
+        if self.metadata.get('overhead_subtracted') and 'output_shape' in table.columns:
+            overhead = table['kind'] == 'overhead'
+            per_call = dict(zip(table.loc[overhead, 'op'].astype(str), energy[overhead]))
+            subtract = summed & (table['layer'] != 'call')
+            call_mj = table.loc[subtract, 'output_shape'].astype(str).map(per_call).fillna(0.0)
+            energy[subtract] = (energy[subtract] - call_mj).clip(lower=0.0)
+        elif self.metadata.get('overhead_subtracted') is False:  # every row already pays a call, as in build_lut
+            energy[table['layer'] == 'call'] = 0.0
+        table['latency_ms'] = energy
+        metadata = {key: value for key, value in self.metadata.items() if key != 'calibration'}
+        metadata['quantity'] = 'energy_mj'
+        return LatencyLUT(table, metadata)
+
     def describe(self) -> str:
         low, high = self.latency_range()
         return (f'LUT {self.metadata.get("preset", "?")} on {self.metadata.get("device", "?")} '
                 f'(batch {self.metadata.get("batch", "?")}, threads {self.metadata.get("threads", "?")}, '
                 f'correction {self.metadata.get("correction", "none")}): {len(self.labels)} layers, '
-                f'range {low:.3f}-{high:.3f} ms')
+                f'range {low:.3f}-{high:.3f} {"mJ" if self.metadata.get("quantity") == "energy_mj" else "ms"}')
 
     def __repr__(self) -> str:
         return f'LatencyLUT({self.describe()})'
