@@ -18,6 +18,12 @@ within ``tolerance``, keeping as much of what alpha learned as possible:
 
 Returns ``None`` when nothing within the tolerance is found; the caller keeps the argmax.
 
+Nothing here is specific to time: given an energy model (a LUT's
+:meth:`~nni_lightnas.latency.lut.LatencyLUT.energy_view`) and a target in mJ, it lands on an energy
+target. LightNAS does so in an energy-only search; with both a latency and an energy target it
+lands on the latency one and reports the energy (a window on both sums would need a
+two-dimensional grid, not done here).
+
 Examples
 --------
 >>> import pandas as pd, torch
@@ -56,11 +62,11 @@ def land_on_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, targ
     Parameters
     ----------
     latency_model
-        The search's latency model (``labels``, ``candidates``, ``predict``).
+        The search's latency model (``labels``, ``candidates``, ``predict``), or its energy model.
     log_probs
         Per layer label, log-probabilities of its candidates (in ``candidates`` order).
     target_ms
-        The latency target.
+        The target, in the model's unit (ms; mJ for an energy model).
     tolerance
         Allowed relative error (0.01 = 1%).
     """

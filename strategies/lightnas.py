@@ -28,6 +28,11 @@ Schedule (Luo et al., DAC 2022; every constant is a keyword argument):
 * export: argmax alpha per layer; if that misses the target by more than
   ``landing_tolerance``, the most probable architecture under the final alpha that is within
   it (:func:`~.landing.land_on_target`). Both are reported.
+
+Energy as a second budget: with ``target_energy_mj`` and an ``energy_model`` (any object with
+the latency-model interface, e.g. :meth:`~nni_lightnas.latency.lut.LatencyLUT.energy_view`), a
+second multiplier lambda_E adds ``lambda_E * (E(alpha) / T_E - 1)`` to the loss and is learned the
+same way on the argmax's energy. Either target alone, or both.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ _logger = logging.getLogger(__name__)
 
 
 class InfeasibleTargetError(ValueError):
-    """The latency target lies outside what the search space can reach."""
+    """The latency (or energy) target lies outside what the search space can reach."""
 
 
 class LightNASLightningModule(DartsLightningModule):
@@ -68,10 +73,16 @@ class LightNASLightningModule(DartsLightningModule):
                          log_prob_every_n_step=strategy.log_every_n_steps, warmup_epochs=strategy.warmup_epochs)
         self.strategy_config = strategy
         self.latency_model = strategy.latency_model
-        self.multiplier = LatencyMultiplier(strategy.target_latency_ms, strategy.lambda_lr,
-                                            truncate=strategy.truncate_lambda)
+        self.energy_model = strategy.energy_model
+        self.labels: list[str] = list(strategy.space_model.labels)
+        self.multiplier = None if strategy.target_latency_ms is None else LatencyMultiplier(
+            strategy.target_latency_ms, strategy.lambda_lr, truncate=strategy.truncate_lambda)
+        self.energy_multiplier = None if strategy.target_energy_mj is None else LatencyMultiplier(
+            strategy.target_energy_mj, strategy.lambda_lr, truncate=strategy.truncate_lambda)
         # Buffers: saved in checkpoints and broadcast from rank 0 under DDP.
         self.register_buffer('latency_lambda', torch.zeros(()))
+        if self.energy_multiplier is not None:  # only then: checkpoints of latency-only searches keep their keys
+            self.register_buffer('energy_lambda', torch.zeros(()))
         self.register_buffer('arch_steps_done', torch.zeros((), dtype=torch.long))
         self.schedule: BudgetSchedule | None = None
         self._recent_arch_batches: collections.deque = collections.deque(maxlen=strategy.diagnostic_batches)
@@ -79,7 +90,9 @@ class LightNASLightningModule(DartsLightningModule):
         self.history_rows: list[dict[str, Any]] = []
         self._epoch_stats: dict[str, list[float]] = {}
         self._latency_cache: dict[tuple[str, ...], float] = {}
+        self._energy_cache: dict[tuple[str, ...], float] = {}
         self._last_expected_ms = float('nan')
+        self._last_expected_mj = float('nan')
         self._last_arc_lr = float('nan')
 
     # ----------------------------------------------------------------- helpers
@@ -94,14 +107,22 @@ class LightNASLightningModule(DartsLightningModule):
         return {layer.label: layer.names[int(layer._arch_alpha.detach().argmax())] for layer in self.mixed_layers()}
 
     def exported_arch(self) -> dict[str, str]:
-        """The argmax architecture, or the most probable one within ``landing_tolerance`` of T when it misses."""
+        """The argmax architecture, or the most probable one within ``landing_tolerance`` of T when it misses.
+
+        T is the latency target; in an energy-only search, the energy target. With both budgets the
+        landing meets the latency target and the energy is reported, not landed on.
+        """
         arch = self.argmax_arch()
         config = self.strategy_config
-        tolerance, target_ms = config.landing_tolerance, config.target_latency_ms
-        if tolerance is None or abs(self.arch_latency_ms(arch) / target_ms - 1.0) <= tolerance:
+        tolerance = config.landing_tolerance
+        if config.target_latency_ms is not None:
+            model, target, value = self.latency_model, config.target_latency_ms, self.arch_latency_ms(arch)
+        else:
+            model, target, value = self.energy_model, config.target_energy_mj, self.arch_energy_mj(arch)
+        if tolerance is None or abs(value / target - 1.0) <= tolerance:
             return arch
         log_probs = {layer.label: F.log_softmax(layer._arch_alpha.detach(), -1) for layer in self.mixed_layers()}
-        landed = land_on_target(self.latency_model, log_probs, target_ms=target_ms, tolerance=tolerance)
+        landed = land_on_target(model, log_probs, target_ms=target, tolerance=tolerance)
         return arch if landed is None else landed
 
     def export(self) -> dict[str, str]:
@@ -109,10 +130,22 @@ class LightNASLightningModule(DartsLightningModule):
         return dict(self.exported_arch())
 
     def arch_latency_ms(self, arch: Mapping[str, str]) -> float:
-        key = tuple(arch[label] for label in self.latency_model.labels)
+        """Latency of ``arch`` under the latency model (NaN in a search without one)."""
+        if self.latency_model is None:
+            return math.nan
+        key = tuple(arch[label] for label in self.labels)
         if key not in self._latency_cache:
             self._latency_cache[key] = self.latency_model.predict(arch)
         return self._latency_cache[key]
+
+    def arch_energy_mj(self, arch: Mapping[str, str]) -> float:
+        """Energy per inference of ``arch`` under the energy model (NaN in a search without one)."""
+        if self.energy_model is None:
+            return math.nan
+        key = tuple(arch[label] for label in self.labels)
+        if key not in self._energy_cache:
+            self._energy_cache[key] = self.energy_model.predict(arch)
+        return self._energy_cache[key]
 
     def planned_arch_steps(self) -> int:
         """Alpha steps the search will make: the strategy's setting, else search epochs x batches per epoch."""
@@ -254,11 +287,24 @@ class LightNASLightningModule(DartsLightningModule):
         return total / num_rounds
 
     def _latency_penalty(self) -> torch.Tensor:
-        """lambda * (LAT(alpha) / T - 1), with LAT the expected latency of softmax(alpha)."""
-        self.multiplier.value = float(self.latency_lambda)
-        expected_ms = self.latency_model.expected_latency(self.layer_probs())
-        self._last_expected_ms = float(expected_ms.detach())
-        return self.multiplier.value * (expected_ms / self.strategy_config.target_latency_ms - 1.0)
+        """lambda * (LAT(alpha) / T - 1) + lambda_E * (E(alpha) / T_E - 1), each term when its target is set.
+
+        LAT and E are the expected latency and energy of softmax(alpha).
+        """
+        config = self.strategy_config
+        probs = self.layer_probs()
+        terms = []
+        if self.multiplier is not None:
+            self.multiplier.value = float(self.latency_lambda)
+            expected_ms = self.latency_model.expected_latency(probs)
+            self._last_expected_ms = float(expected_ms.detach())
+            terms.append(self.multiplier.value * (expected_ms / config.target_latency_ms - 1.0))
+        if self.energy_multiplier is not None:
+            self.energy_multiplier.value = float(self.energy_lambda)
+            expected_mj = self.energy_model.expected_latency(probs)
+            self._last_expected_mj = float(expected_mj.detach())
+            terms.append(self.energy_multiplier.value * (expected_mj / config.target_energy_mj - 1.0))
+        return sum(terms[1:], terms[0])
 
     def _fair_warmup_step(self, batch, batch_idx) -> torch.Tensor:
         """Every candidate of every layer once, in a random order per layer; one optimizer step."""
@@ -352,13 +398,24 @@ class LightNASLightningModule(DartsLightningModule):
 
     def _after_architecture_step(self, arc_optim, ce_loss: torch.Tensor) -> None:
         """Lambda ascent on the argmax latency, alpha learning-rate annealing, logging."""
-        target_ms = self.strategy_config.target_latency_ms
-        argmax_ms = self.arch_latency_ms(self.argmax_arch())
-        new_lambda = self.multiplier.update(argmax_ms)
-        self.latency_lambda.fill_(new_lambda)
+        config = self.strategy_config
+        argmax = self.argmax_arch()
+        argmax_ms, argmax_mj = self.arch_latency_ms(argmax), self.arch_energy_mj(argmax)
+        errors, energy_values = [], {}
+        new_lambda = float(self.latency_lambda)
+        if self.multiplier is not None:
+            new_lambda = self.multiplier.update(argmax_ms)
+            self.latency_lambda.fill_(new_lambda)
+            errors.append(abs(argmax_ms / config.target_latency_ms - 1.0))
+        if self.energy_multiplier is not None:
+            self.energy_lambda.fill_(self.energy_multiplier.update(argmax_mj))
+            errors.append(abs(argmax_mj / config.target_energy_mj - 1.0))
+            energy_values = {'energy_lambda': float(self.energy_lambda), 'expected_energy_mj': self._last_expected_mj,
+                             'argmax_energy_mj': argmax_mj}
         self.arch_steps_done += 1
         may_anneal = self.schedule is None or self.schedule.may_anneal(int(self.arch_steps_done))
-        scale = self._arc_lr_scale(abs(argmax_ms / target_ms - 1.0)) if may_anneal else 1.0
+        # annealing waits until every budget is within the threshold
+        scale = self._arc_lr_scale(max(errors)) if may_anneal else 1.0
         for group in arc_optim.param_groups:
             group['lr'] = self.scheduled_arc_learning_rate() * scale
         self._last_arc_lr = self.scheduled_arc_learning_rate() * scale
@@ -367,9 +424,10 @@ class LightNASLightningModule(DartsLightningModule):
             layer.tau = tau
         self.log_dict({'lightnas/lambda': new_lambda, 'lightnas/expected_ms': self._last_expected_ms,
                        'lightnas/argmax_ms': argmax_ms, 'lightnas/temperature': tau,
-                       'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale})
+                       'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale,
+                       **{f'lightnas/{key}': value for key, value in energy_values.items()}})
         self._record(ce_loss=ce_loss, expected_ms=self._last_expected_ms, argmax_ms=argmax_ms,
-                     **{'lambda': new_lambda})
+                     **{'lambda': new_lambda}, **energy_values)
 
     def arch_parameters(self) -> list[torch.nn.Parameter]:
         """The alphas in module order, each once.
@@ -397,7 +455,9 @@ class LightNASLightningModule(DartsLightningModule):
     def on_train_start(self):
         if self.strategy_config.schedule == 'budget':
             self.schedule = self.make_schedule()
-            self.multiplier.lambda_lr = self.schedule.lambda_lr
+            for multiplier in (self.multiplier, self.energy_multiplier):
+                if multiplier is not None:
+                    multiplier.lambda_lr = self.schedule.lambda_lr
             if self.strategy_config.arc_betas is None:
                 for group in self.architecture_optimizers().param_groups:
                     group['betas'] = (0.5, self.schedule.adam_beta2)
@@ -446,7 +506,7 @@ class LightNASLightningModule(DartsLightningModule):
                self.strategy_config.warmup_epochs else 'search',
                'temperature': self.temperature(self.trainer.current_epoch), 'lambda': float(self.latency_lambda),
                'argmax_ms': self.arch_latency_ms(arch),
-               'expected_ms': float(self.latency_model.expected_latency(
+               'expected_ms': math.nan if self.latency_model is None else float(self.latency_model.expected_latency(
                    {k: v.detach() for k, v in self.layer_probs().items()})),
                'alpha_entropy': self.alpha_entropy(),
                'alpha_entropy_fraction': self.alpha_entropy() / max(self.max_alpha_entropy(), 1e-12),
@@ -459,7 +519,12 @@ class LightNASLightningModule(DartsLightningModule):
                'arch_loss': stats.get('ce_loss'),
                'identity_eta': self.identity_eta(self.trainer.current_epoch),
                'skip_share': sum(op == 'skip' for op in arch.values()) / max(len(arch), 1),
-               'arch': '-'.join(arch[label] for label in self.latency_model.labels)}
+               'arch': '-'.join(arch[label] for label in self.labels)}
+        if self.energy_model is not None:
+            row['argmax_energy_mj'] = self.arch_energy_mj(arch)
+            row['expected_energy_mj'] = float(self.energy_model.expected_latency(
+                {k: v.detach() for k, v in self.layer_probs().items()}))
+            row['energy_lambda'] = float(self.energy_lambda) if self.energy_multiplier is not None else None
         val_acc = self.trainer.callback_metrics.get('val_acc')
         row['val_acc'] = float(val_acc) if val_acc is not None else None
         row['mean_lambda'] = stats.get('lambda', row['lambda'])
@@ -468,15 +533,20 @@ class LightNASLightningModule(DartsLightningModule):
                        'lightnas/argmax_changes': float(row['argmax_changes'])})
         if row['argmax_supernet_acc'] is not None:
             self.log('lightnas/argmax_supernet_acc', row['argmax_supernet_acc'])
-        _logger.info('epoch %d: argmax %.4f ms (target %.4f), lambda %.4g, tau %.3f, alpha entropy %.1f%% of max, '
+        _logger.info('epoch %d: argmax %.4f ms (target %s), lambda %.4g, tau %.3f, alpha entropy %.1f%% of max, '
                      '%d argmax changes', row['epoch'], row['argmax_ms'], self.strategy_config.target_latency_ms,
                      row['lambda'], row['temperature'], 100 * row['alpha_entropy_fraction'], row['argmax_changes'])
+        if self.energy_model is not None:
+            _logger.info('epoch %d: argmax %.4f mJ (target %s), energy lambda %s', row['epoch'],
+                         row['argmax_energy_mj'], self.strategy_config.target_energy_mj, row['energy_lambda'])
         return super().on_train_epoch_end()
 
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint['lightnas'] = {'history': list(self.history_rows), 'torch_rng_state': torch.get_rng_state(),
                                   'lambda': float(self.latency_lambda)}
+        if self.energy_multiplier is not None:
+            checkpoint['lightnas']['energy_lambda'] = float(self.energy_lambda)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get('lightnas')
@@ -484,7 +554,10 @@ class LightNASLightningModule(DartsLightningModule):
             raise ValueError('checkpoint has no LightNAS state; was it written by a LightNAS search?')
         self.history_rows = list(state['history'])
         torch.set_rng_state(state['torch_rng_state'])
-        self.multiplier.value = state['lambda']
+        if self.multiplier is not None:
+            self.multiplier.value = state['lambda']
+        if self.energy_multiplier is not None:
+            self.energy_multiplier.value = state.get('energy_lambda', 0.0)
 
 
 def _inputs_and_labels(batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -495,18 +568,58 @@ def _inputs_and_labels(batch) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs.detach(), labels.detach()
 
 
-class LightNAS(DARTS):
-    """LightNAS one-shot strategy: one search lands on the target latency.
+def _relative_error(value: float, target: float | None) -> float | None:
+    """``value / target - 1``, or ``None`` without a target."""
+    return None if target is None else value / target - 1.0
 
-    Use it like NNI's own one-shot strategies.
+
+def _check_budgets(target_latency_ms: float | None, latency_model, target_energy_mj: float | None,
+                   energy_model) -> None:
+    """Raise ``ValueError`` unless at least one target is given, each positive and with its model."""
+    if target_latency_ms is None and target_energy_mj is None:
+        raise ValueError('LightNAS needs a budget: target_latency_ms (with latency_model), target_energy_mj '
+                         '(with energy_model) or both; got neither')
+    for name, target, model_name, model in (('target_latency_ms', target_latency_ms, 'latency_model', latency_model),
+                                            ('target_energy_mj', target_energy_mj, 'energy_model', energy_model)):
+        if target is None:
+            continue
+        if isinstance(target, bool) or not (isinstance(target, (int, float)) and target > 0):
+            raise ValueError(f'{name} must be a positive number, got {target!r}')
+        if model is None:
+            raise ValueError(f'{name}={target!r} needs {model_name}, got {model_name}=None'
+                             + ('; e.g. energy_model=lut.energy_view() of a LUT with an energy_mj column'
+                                if model_name == 'energy_model' else ''))
+    if latency_model is not None and energy_model is not None and \
+            dict(latency_model.candidates) != dict(energy_model.candidates):
+        raise ValueError(f'latency_model and energy_model must cover the same layers and candidates; got '
+                         f'{dict(latency_model.candidates)} and {dict(energy_model.candidates)}')
+
+
+class LightNAS(DARTS):
+    """LightNAS one-shot strategy: one search lands on the target latency, energy, or both.
+
+    Use it like NNI's own one-shot strategies. Give ``target_latency_ms`` with a
+    ``latency_model``, ``target_energy_mj`` with an ``energy_model``, or both pairs.
 
     Parameters
     ----------
     target_latency_ms
-        The latency target T, in the latency model's unit (ms).
+        The latency target T, in the latency model's unit (ms). May be omitted when
+        ``target_energy_mj`` is given.
     latency_model
         A :class:`~nni_lightnas.latency.model.LatencyModel` (LUT, corrected LUT or predictor)
-        whose layer labels and candidates match the model space.
+        whose layer labels and candidates match the model space. Optional in an energy-only
+        search; when given there, the export's latency is reported.
+    target_energy_mj
+        Energy per inference target T_E (mJ): a second learned multiplier lambda_E adds
+        ``lambda_E * (E(alpha) / T_E - 1)`` to the loss, updated on the argmax's energy like lambda.
+        Alone, the landing step lands on it; with ``target_latency_ms`` too, the landing meets
+        the latency target and the energy is reported (the search itself pulls toward both).
+    energy_model
+        Any object with the latency-model interface whose values are energies in mJ, e.g.
+        ``lut.energy_view()`` of a LUT profiled with ``SSHDevice(energy=True)``
+        (:meth:`~nni_lightnas.latency.lut.LatencyLUT.energy_view`). Needed by ``target_energy_mj``;
+        without it the export's energy is reported.
     warmup_epochs
         Epochs of fair weight-only training before alpha moves (10 of 90 in the paper).
     arc_learning_rate
@@ -589,9 +702,15 @@ class LightNAS(DARTS):
     >>> NasExperiment(space, evaluator, strategy).run()  # doctest: +SKIP
     >>> strategy.export_result()['lightnet']  # doctest: +SKIP
     'MBK3E6-skip-...'
+
+    An energy budget, alone or with the latency one:
+
+    >>> strategy = LightNAS(target_energy_mj=12.0, energy_model=lut.energy_view())  # doctest: +SKIP
+    >>> strategy = LightNAS(target_latency_ms=0.5, latency_model=lut, target_energy_mj=12.0,
+    ...                     energy_model=lut.energy_view())  # doctest: +SKIP
     """
 
-    def __init__(self, *, target_latency_ms: float, latency_model, warmup_epochs: int = 10,
+    def __init__(self, *, target_latency_ms: float | None = None, latency_model=None, warmup_epochs: int = 10,
                  arc_learning_rate: float = 1e-3, lambda_lr: float = 5e-4, initial_temperature: float = 5.0,
                  temperature_decay: float = 0.1, lr_anneal_threshold: float = 0.02, min_arc_lr_scale: float = 0.0,
                  truncate_lambda: bool = True, gradient_clip_val: float | None = 5.0, log_every_n_steps: int = 10,
@@ -601,11 +720,11 @@ class LightNAS(DARTS):
                  final_temperature: float = 5.0 * math.exp(-8.0), anneal_start: float = 0.75,
                  min_alpha_travel: float = 20.0,
                  arch_gradient: str = 'reinforce', arch_samples: int = 4, diagnostic_batches: int = 4,
-                 arc_betas: tuple[float, float] | None = None, weight_sampling: str = 'alpha', **kwargs):
+                 arc_betas: tuple[float, float] | None = None, weight_sampling: str = 'alpha',
+                 target_energy_mj: float | None = None, energy_model=None, **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
-        if not (isinstance(target_latency_ms, (int, float)) and target_latency_ms > 0):
-            raise ValueError(f'target_latency_ms must be a positive number, got {target_latency_ms!r}')
+        _check_budgets(target_latency_ms, latency_model, target_energy_mj, energy_model)
         if warmup_epochs < 0:
             raise ValueError(f'warmup_epochs must be >= 0, got {warmup_epochs=}')
         if not initial_temperature > 0 or temperature_decay < 0:
@@ -657,11 +776,13 @@ class LightNAS(DARTS):
         self.optimization = optimization
         self.sampling = sampling
         self.identity_eta = float(identity_eta)
-        self.target_latency_ms = float(target_latency_ms)
+        self.target_latency_ms = None if target_latency_ms is None else float(target_latency_ms)
         self.latency_model = latency_model
+        self.target_energy_mj = None if target_energy_mj is None else float(target_energy_mj)
+        self.energy_model = energy_model
         self.arc_learning_rate = arc_learning_rate
         self.lambda_lr = lambda_lr
-        LatencyMultiplier(self.target_latency_ms, lambda_lr)  # validates lambda_lr
+        LatencyMultiplier(1.0, lambda_lr)  # validates lambda_lr
         self.initial_temperature = initial_temperature
         self.temperature_decay = temperature_decay
         self.lr_anneal_threshold = lr_anneal_threshold
@@ -669,10 +790,17 @@ class LightNAS(DARTS):
         self.truncate_lambda = truncate_lambda
         self.log_every_n_steps = log_every_n_steps
         self.resume_from = resume_from
-        self.latency_range_ms = self.check_feasible()
+        self.latency_range_ms = None if self.target_latency_ms is None else self.check_feasible()
+        self.energy_range_mj = None if self.target_energy_mj is None else self.check_energy_feasible()
+
+    @property
+    def space_model(self):
+        """The model that names the searched layers and their candidates: the latency model, else the energy one."""
+        return self.latency_model if self.latency_model is not None else self.energy_model
 
     def extra_repr(self) -> str:
-        return (f'target_latency_ms={self.target_latency_ms}, warmup_epochs={self.warmup_epochs}, '
+        return (f'target_latency_ms={self.target_latency_ms}, target_energy_mj={self.target_energy_mj}, '
+                f'warmup_epochs={self.warmup_epochs}, '
                 f'arc_learning_rate={self.arc_learning_rate}, lambda_lr={self.lambda_lr}, '
                 f'initial_temperature={self.initial_temperature}, temperature_decay={self.temperature_decay}, '
                 f'lr_anneal_threshold={self.lr_anneal_threshold}, optimization={self.optimization!r}, '
@@ -689,13 +817,22 @@ class LightNAS(DARTS):
                 f'under this latency model: [{fastest_ms:.4f}, {slowest_ms:.4f}] ms')
         return fastest_ms, slowest_ms
 
+    def check_energy_feasible(self) -> tuple[float, float]:
+        """Refuse an energy target outside the energy model's range; returns (lowest, highest) in mJ."""
+        lowest_mj, highest_mj = self.energy_model.latency_range()
+        if not lowest_mj <= self.target_energy_mj <= highest_mj:
+            raise InfeasibleTargetError(
+                f'target_energy_mj={self.target_energy_mj:.4f} is outside the energy range of the search space '
+                f'under this energy model: [{lowest_mj:.4f}, {highest_mj:.4f}] mJ')
+        return lowest_mj, highest_mj
+
     # ---------------------------------------------------------- NNI plumbing
     def default_mutation_hooks(self):
         return [SinglePathMixedLayer.mutate, no_default_hook]
 
     def mutate_model(self, model):
         space = model.simplify()
-        expected = self.latency_model.candidates
+        expected = self.space_model.candidates
         for label, mutable in space.items():
             if not isinstance(mutable, Categorical):
                 raise TypeError(f'LightNAS searches LayerChoice/categorical choices only; {label} is {mutable!r}')
@@ -742,25 +879,38 @@ class LightNAS(DARTS):
         return pd.DataFrame(self.oneshot_module.history_rows)
 
     def export_result(self) -> dict[str, Any]:
-        """The searched architecture: NNI sample dict, LightNet string and predicted latency.
+        """The searched architecture: NNI sample dict, LightNet string and predicted latency (and energy).
 
         ``argmax_lightnet`` / ``argmax_ms`` are the plain argmax of alpha; ``landed`` says
-        whether the exported architecture differs from it (see ``landing_tolerance``).
+        whether the exported architecture differs from it (see ``landing_tolerance``). With an
+        energy model, ``predicted_energy_mj`` and ``argmax_energy_mj`` too; with an energy target,
+        ``target_energy_mj``, ``energy_relative_error``, ``argmax_energy_relative_error`` and
+        ``energy_lambda``. Without a latency model (an energy-only search) the latencies are NaN;
+        relative errors to a target not given are ``None``.
         """
         module = self.oneshot_module
-        labels = self.latency_model.labels
+        labels = module.labels
         argmax = module.argmax_arch()
         arch = module.exported_arch()
         predicted_ms = module.arch_latency_ms(arch)
         argmax_ms = module.arch_latency_ms(argmax)
-        return {'arch': {label: arch[label] for label in labels},
-                'lightnet': '-'.join(arch[label] for label in labels),
-                'predicted_ms': predicted_ms, 'target_ms': self.target_latency_ms,
-                'relative_error': predicted_ms / self.target_latency_ms - 1.0,
-                'lambda': float(module.latency_lambda),
-                'argmax_lightnet': '-'.join(argmax[label] for label in labels), 'argmax_ms': argmax_ms,
-                'argmax_relative_error': argmax_ms / self.target_latency_ms - 1.0,
-                'landed': arch != argmax}
+        result = {'arch': {label: arch[label] for label in labels},
+                  'lightnet': '-'.join(arch[label] for label in labels),
+                  'predicted_ms': predicted_ms, 'target_ms': self.target_latency_ms,
+                  'relative_error': _relative_error(predicted_ms, self.target_latency_ms),
+                  'lambda': float(module.latency_lambda),
+                  'argmax_lightnet': '-'.join(argmax[label] for label in labels), 'argmax_ms': argmax_ms,
+                  'argmax_relative_error': _relative_error(argmax_ms, self.target_latency_ms),
+                  'landed': arch != argmax}
+        if self.energy_model is not None:
+            predicted_mj, argmax_mj = module.arch_energy_mj(arch), module.arch_energy_mj(argmax)
+            result.update({'predicted_energy_mj': predicted_mj, 'argmax_energy_mj': argmax_mj,
+                           'target_energy_mj': self.target_energy_mj,
+                           'energy_relative_error': _relative_error(predicted_mj, self.target_energy_mj),
+                           'argmax_energy_relative_error': _relative_error(argmax_mj, self.target_energy_mj)})
+            if self.target_energy_mj is not None:
+                result['energy_lambda'] = float(module.energy_lambda)
+        return result
 
     def probabilities(self) -> dict[str, dict[str, float]]:
         """softmax(alpha) per layer as plain floats (label -> op -> probability)."""
