@@ -7,7 +7,9 @@ and ``final.csv``. Figures:
 * latency model vs measured (parity plot over the final nets and the calibration nets);
 * lambda, the argmax latency against the target and the entropy of alpha over the search;
 * alpha heatmap per layer (softmax(alpha) of the search);
-* evolution scatter: BTE score vs latency, the budget line and the chosen net.
+* evolution scatter: BTE score vs latency, the budget line and the chosen net;
+* energy per inference of the final nets (predicted and measured, against the energy target),
+  when the rows carry it (a LUT profiled with ``SSHDevice(energy=True)``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,37 @@ def final_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
         'measured_vs_target_pct': 100 * (row['measured_ms'] / row['target_ms'] - 1),
         'test_acc_pct': 100 * row['test_acc'], 'params_m': row['params_m'], 'flops_m': row.get('flops_m'),
         'batch': row['batch'], 'device': row['device'], 'arch': row['arch']} for row in rows])
+    for column in ENERGY_KEYS:  # energy columns only when some row carries them
+        if any(row.get(column) is not None for row in rows):
+            table.insert(len(table.columns) - 3, column, [row.get(column) for row in rows])
     return table
+
+
+#: Energy keys a row may carry (mJ per inference); each becomes a column of the final table.
+ENERGY_KEYS = ('target_energy_mj', 'predicted_energy_mj', 'measured_energy_mj')
+
+
+def _energy_bars(rows, directory: Path) -> str | None:
+    """Bars of predicted and measured energy per final net, the energy target as a tick; ``None`` without energy."""
+    if not any(row.get('predicted_energy_mj') is not None or row.get('measured_energy_mj') is not None
+               for row in rows):
+        return None
+    figure, axis = plt.subplots(figsize=(max(4.5, 1.2 * len(rows) + 2), 3.6))
+    positions = range(len(rows))
+    for offset, key, label in ((-0.2, 'predicted_energy_mj', 'energy model'), (0.2, 'measured_energy_mj', 'measured')):
+        values = [row.get(key) for row in rows]
+        if any(value is not None for value in values):
+            axis.bar([x + offset for x in positions], [float('nan') if v is None else v for v in values], width=0.4,
+                     label=label)
+    targets = [(x, row['target_energy_mj']) for x, row in zip(positions, rows) if row.get('target_energy_mj')]
+    if targets:
+        axis.scatter([t[0] for t in targets], [t[1] for t in targets], marker='_', s=900, color='red', zorder=3,
+                     label='energy target')
+    axis.set_xticks(list(positions), [f'T={row["target_ms"]:g} ms' for row in rows])
+    axis.set_ylabel('energy per inference (mJ)')
+    axis.set_title('Energy of the final nets')
+    axis.legend(fontsize=8)
+    return _png(figure, directory / 'energy.png')
 
 
 def _png(figure, path: Path) -> str:
@@ -162,6 +194,9 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
     figures += [(f'Architecture probabilities, target {target:g} ms', _alpha_heatmap(alpha, target, directory))
                 for target, alpha in alphas.items()]
     figures.append(('Stage 2 evolution', _evolution_scatter(trials, rows, directory)))
+    energy = _energy_bars(rows, directory)
+    if energy is not None:
+        figures.append(('Energy per inference', energy))
     meta = lut.metadata
     facts = {key: meta.get(key) for key in ('device', 'runtime', 'provider', 'threads', 'batch', 'date')
              if meta.get(key) is not None}
