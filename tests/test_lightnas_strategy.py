@@ -16,6 +16,7 @@ from nni_lightnas.search_spaces import LightNASSpace
 from nni_lightnas.strategies import InfeasibleTargetError, LatencyMultiplier, LightNAS, SinglePathMixedLayer
 
 logging.getLogger('nni').setLevel(logging.ERROR)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 # ---------------------------------------------------------------- the multiplier

@@ -19,6 +19,7 @@ from nni_lightnas.strategies import LightNAS
 from nni_lightnas.strategies.schedule import PAPER_ARCH_STEPS, BudgetSchedule
 
 logging.getLogger('nni').setLevel(logging.ERROR)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 # ------------------------------------------------------------------- the schedule
