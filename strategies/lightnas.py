@@ -131,21 +131,20 @@ class LightNASLightningModule(DartsLightningModule):
 
     def arch_latency_ms(self, arch: Mapping[str, str]) -> float:
         """Latency of ``arch`` under the latency model (NaN in a search without one)."""
-        if self.latency_model is None:
-            return math.nan
-        key = tuple(arch[label] for label in self.labels)
-        if key not in self._latency_cache:
-            self._latency_cache[key] = self.latency_model.predict(arch)
-        return self._latency_cache[key]
+        return self._cached_prediction(self.latency_model, self._latency_cache, arch)
 
     def arch_energy_mj(self, arch: Mapping[str, str]) -> float:
         """Energy per inference of ``arch`` under the energy model (NaN in a search without one)."""
-        if self.energy_model is None:
+        return self._cached_prediction(self.energy_model, self._energy_cache, arch)
+
+    def _cached_prediction(self, model, cache: dict[tuple[str, ...], float], arch: Mapping[str, str]) -> float:
+        """``model.predict(arch)``, memoised in ``cache``; NaN without a model."""
+        if model is None:
             return math.nan
         key = tuple(arch[label] for label in self.labels)
-        if key not in self._energy_cache:
-            self._energy_cache[key] = self.energy_model.predict(arch)
-        return self._energy_cache[key]
+        if key not in cache:
+            cache[key] = model.predict(arch)
+        return cache[key]
 
     def planned_arch_steps(self) -> int:
         """Alpha steps the search will make: the strategy's setting, else search epochs x batches per epoch."""
