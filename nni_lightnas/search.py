@@ -222,6 +222,9 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
                'planned_arch_steps': schedule.planned_steps if schedule else None,
                'scheduled_arc_learning_rate': schedule.arc_learning_rate if schedule else config.arc_learning_rate,
                'scheduled_lambda_lr': schedule.lambda_lr if schedule else config.lambda_lr,
+               'export_rule': result['export_rule'],
+               **{key: result[key] for key in ('ranked_candidates', 'ranked_supernet_acc', 'landed_lightnet',
+                                               'landed_ms', 'landed_supernet_acc') if key in result},
                'config': asdict(config)}
     if output_dir is not None:
         output = Path(output_dir)

@@ -27,7 +27,9 @@ Schedule (Luo et al., DAC 2022; every constant is a keyword argument):
   alpha learning rate is scaled by ``|LAT/T - 1|`` (the argmax stays there);
 * export: argmax alpha per layer; if that misses the target by more than
   ``landing_tolerance``, the most probable architecture under the final alpha that is within
-  it (:func:`~.landing.land_on_target`). Both are reported.
+  it (:func:`~.landing.land_on_target`). With ``rank_candidates``, the best by supernet accuracy
+  of that many at-target architectures drawn from softmax(alpha) (:mod:`~.ranking`). The argmax
+  is reported beside the export.
 
 Energy as a second budget: with ``target_energy_mj`` and an ``energy_model`` (any object with
 the latency-model interface, e.g. :meth:`~nni_lightnas.latency.lut.LatencyLUT.energy_view`), a
@@ -51,6 +53,7 @@ from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS, no_default_hook
 
 from .landing import land_on_target
+from .ranking import best_by_accuracy, draw_at_target
 from .latency_multiplier import LatencyMultiplier
 from .schedule import PAPER_ARCH_STEPS, BudgetSchedule
 from .single_path import SinglePathMixedLayer
@@ -85,7 +88,10 @@ class LightNASLightningModule(DartsLightningModule):
             self.register_buffer('energy_lambda', torch.zeros(()))
         self.register_buffer('arch_steps_done', torch.zeros((), dtype=torch.long))
         self.schedule: BudgetSchedule | None = None
-        self._recent_arch_batches: collections.deque = collections.deque(maxlen=strategy.diagnostic_batches)
+        # the last architecture-split batches: the argmax's diagnostic score and the ranked export read them
+        self._recent_arch_batches: collections.deque = collections.deque(
+            maxlen=max(strategy.diagnostic_batches, strategy.rank_batches if strategy.rank_candidates else 0))
+        self._ranked_export: dict[str, Any] | None = None
         self._epoch_start_arch: dict[str, str] | None = None
         self.history_rows: list[dict[str, Any]] = []
         self._epoch_stats: dict[str, list[float]] = {}
@@ -106,24 +112,63 @@ class LightNASLightningModule(DartsLightningModule):
     def argmax_arch(self) -> dict[str, str]:
         return {layer.label: layer.names[int(layer._arch_alpha.detach().argmax())] for layer in self.mixed_layers()}
 
-    def exported_arch(self) -> dict[str, str]:
+    def _landing_problem(self) -> tuple[Any, float, Any]:
+        """(model, target, value of an arch): latency, or energy in an energy-only search."""
+        config = self.strategy_config
+        if config.target_latency_ms is not None:
+            return self.latency_model, config.target_latency_ms, self.arch_latency_ms
+        return self.energy_model, config.target_energy_mj, self.arch_energy_mj
+
+    def landed_arch(self) -> dict[str, str]:
         """The argmax architecture, or the most probable one within ``landing_tolerance`` of T when it misses.
 
         T is the latency target; in an energy-only search, the energy target. With both budgets the
         landing meets the latency target and the energy is reported, not landed on.
         """
         arch = self.argmax_arch()
-        config = self.strategy_config
-        tolerance = config.landing_tolerance
-        if config.target_latency_ms is not None:
-            model, target, value = self.latency_model, config.target_latency_ms, self.arch_latency_ms(arch)
-        else:
-            model, target, value = self.energy_model, config.target_energy_mj, self.arch_energy_mj(arch)
-        if tolerance is None or abs(value / target - 1.0) <= tolerance:
+        tolerance = self.strategy_config.landing_tolerance
+        model, target, value_of = self._landing_problem()
+        if tolerance is None or abs(value_of(arch) / target - 1.0) <= tolerance:
             return arch
         log_probs = {layer.label: F.log_softmax(layer._arch_alpha.detach(), -1) for layer in self.mixed_layers()}
         landed = land_on_target(model, log_probs, target_ms=target, tolerance=tolerance)
         return arch if landed is None else landed
+
+    def ranked_export(self) -> dict[str, Any] | None:
+        """The best of ``rank_candidates`` at-target architectures drawn from softmax(alpha), by supernet accuracy.
+
+        Returns ``{'arch', 'candidates', 'supernet_acc', 'landed_supernet_acc'}`` (the landed
+        architecture is always among the candidates when it is on target), or ``None`` when
+        ranking is off or no architecture-split batch was seen. Computed once per state of alpha
+        (again after any further training).
+        """
+        config = self.strategy_config
+        if not config.rank_candidates or not self._recent_arch_batches:
+            return None
+        if self._ranked_export is None:
+            model, target, value_of = self._landing_problem()
+            landed = self.landed_arch()
+            log_probs = {layer.label: F.log_softmax(layer._arch_alpha.detach(), -1) for layer in self.mixed_layers()}
+            candidates = draw_at_target(model, log_probs, target_ms=target, tolerance=config.landing_tolerance,
+                                        count=config.rank_candidates)
+            if abs(value_of(landed) / target - 1.0) <= config.landing_tolerance and landed not in candidates:
+                candidates = [landed] + candidates[:config.rank_candidates - 1]
+            if not candidates:
+                return None
+            batches = list(self._recent_arch_batches)[-config.rank_batches:]
+            best, accuracies = best_by_accuracy(candidates, lambda arch: self.subnet_accuracy(arch, batches))
+            self._ranked_export = {
+                'arch': best, 'candidates': len(candidates), 'supernet_acc': max(accuracies),
+                'landed_supernet_acc': accuracies[candidates.index(landed)] if landed in candidates else None}
+            _logger.info('ranked export: best of %d at-target architectures drawn from alpha, supernet accuracy '
+                         '%.4f (the landed one: %s)', len(candidates), max(accuracies),
+                         self._ranked_export['landed_supernet_acc'])
+        return self._ranked_export
+
+    def exported_arch(self) -> dict[str, str]:
+        """The export: :meth:`ranked_export` when ranking is on, else :meth:`landed_arch`."""
+        ranked = self.ranked_export()
+        return dict(ranked['arch']) if ranked is not None else self.landed_arch()
 
     def export(self) -> dict[str, str]:
         """What NNI's ``export_top_models`` returns: :meth:`exported_arch`."""
@@ -220,9 +265,11 @@ class LightNASLightningModule(DartsLightningModule):
 
     def argmax_supernet_accuracy(self) -> float | None:
         """:meth:`subnet_accuracy` of the argmax net on the last few architecture-split batches (``None`` before any)."""
-        if not self._recent_arch_batches:
+        diagnostic = list(self._recent_arch_batches)[-self.strategy_config.diagnostic_batches:] \
+            if self.strategy_config.diagnostic_batches else []
+        if not diagnostic:
             return None
-        return self.subnet_accuracy(self.argmax_arch(), self._recent_arch_batches)
+        return self.subnet_accuracy(self.argmax_arch(), diagnostic)
 
     def _weight_optimizer(self):
         optimizers = self.optimizers()
@@ -496,6 +543,7 @@ class LightNASLightningModule(DartsLightningModule):
             layer.eta = eta
         self._epoch_stats = {}
         self._epoch_start_arch = self.argmax_arch()
+        self._ranked_export = None  # alpha and the weights move again
         return super().on_train_epoch_start()
 
     def on_train_epoch_end(self):
@@ -693,6 +741,13 @@ class LightNAS(DARTS):
         most probable architecture (under the final alpha) within it instead
         (:func:`~.landing.land_on_target`); ``None`` always exports the argmax. The argmax
         and its latency are reported either way.
+    rank_candidates
+        0 (default): export the (landed) argmax. ``n > 0``: draw up to ``n`` distinct architectures
+        within ``landing_tolerance`` of T from softmax(alpha), score each with the supernet's
+        weights on the last ``rank_batches`` architecture-split batches, and export the best
+        (:mod:`~.ranking`; ENAS's derivation step). The argmax is reported either way.
+    rank_batches
+        Architecture-split batches that score the ranked candidates.
 
     Examples
     --------
@@ -720,6 +775,7 @@ class LightNAS(DARTS):
                  min_alpha_travel: float = 20.0,
                  arch_gradient: str = 'reinforce', arch_samples: int = 4, diagnostic_batches: int = 4,
                  arc_betas: tuple[float, float] | None = None, weight_sampling: str = 'alpha',
+                 rank_candidates: int = 0, rank_batches: int = 8,
                  target_energy_mj: float | None = None, energy_model=None, **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
@@ -760,6 +816,16 @@ class LightNAS(DARTS):
         if landing_tolerance is not None and not (isinstance(landing_tolerance, (int, float))
                                                   and 0 < landing_tolerance < 1):
             raise ValueError(f'landing_tolerance must be None or a number in (0, 1), got {landing_tolerance!r}')
+        if not (isinstance(rank_candidates, int) and rank_candidates >= 0):
+            raise ValueError(f'rank_candidates must be an integer >= 0, got {rank_candidates!r}')
+        if not (isinstance(rank_batches, int) and rank_batches >= 1):
+            raise ValueError(f'rank_batches must be an integer >= 1, got {rank_batches!r}')
+        if rank_candidates and (landing_tolerance is None or arch_gradient == 'none'):
+            raise ValueError(f'rank_candidates={rank_candidates} needs a landing_tolerance (the window the candidates '
+                             f'lie in; got {landing_tolerance!r}) and architecture steps (arch_gradient '
+                             f"'reinforce' or 'gumbel', got {arch_gradient!r})")
+        self.rank_candidates = rank_candidates
+        self.rank_batches = rank_batches
         self.landing_tolerance = landing_tolerance
         self.schedule = schedule
         self.planned_arch_steps = planned_arch_steps
@@ -805,7 +871,8 @@ class LightNAS(DARTS):
                 f'lr_anneal_threshold={self.lr_anneal_threshold}, optimization={self.optimization!r}, '
                 f'sampling={self.sampling!r}, identity_eta={self.identity_eta}, '
                 f'landing_tolerance={self.landing_tolerance}, schedule={self.schedule!r}, '
-                f'arch_gradient={self.arch_gradient!r}, arch_samples={self.arch_samples}')
+                f'arch_gradient={self.arch_gradient!r}, arch_samples={self.arch_samples}, '
+                f'rank_candidates={self.rank_candidates}')
 
     def check_feasible(self) -> tuple[float, float]:
         """Refuse a target outside the latency model's range; returns (fastest, slowest) in ms."""
@@ -881,7 +948,10 @@ class LightNAS(DARTS):
         """The searched architecture: NNI sample dict, LightNet string and predicted latency (and energy).
 
         ``argmax_lightnet`` / ``argmax_ms`` are the plain argmax of alpha; ``landed`` says
-        whether the exported architecture differs from it (see ``landing_tolerance``). With an
+        whether the exported architecture differs from it (see ``landing_tolerance``) and
+        ``export_rule`` what chose it (``'argmax'``, ``'landing'`` or ``'ranking'``; with ranking,
+        ``ranked_candidates``, ``ranked_supernet_acc`` and the landed argmax's ``landed_lightnet``,
+        ``landed_ms`` and ``landed_supernet_acc`` too). With an
         energy model, ``predicted_energy_mj`` and ``argmax_energy_mj`` too; with an energy target,
         ``target_energy_mj``, ``energy_relative_error``, ``argmax_energy_relative_error`` and
         ``energy_lambda``. Without a latency model (an energy-only search) the latencies are NaN;
@@ -901,6 +971,14 @@ class LightNAS(DARTS):
                   'argmax_lightnet': '-'.join(argmax[label] for label in labels), 'argmax_ms': argmax_ms,
                   'argmax_relative_error': _relative_error(argmax_ms, self.target_latency_ms),
                   'landed': arch != argmax}
+        ranked = module.ranked_export()
+        landed = module.landed_arch() if ranked is not None else arch
+        result['export_rule'] = 'ranking' if ranked is not None else ('landing' if arch != argmax else 'argmax')
+        if ranked is not None:
+            result.update({'ranked_candidates': ranked['candidates'], 'ranked_supernet_acc': ranked['supernet_acc'],
+                           'landed_lightnet': '-'.join(landed[label] for label in labels),
+                           'landed_ms': module.arch_latency_ms(landed),
+                           'landed_supernet_acc': ranked['landed_supernet_acc']})
         if self.energy_model is not None:
             predicted_mj, argmax_mj = module.arch_energy_mj(arch), module.arch_energy_mj(argmax)
             result.update({'predicted_energy_mj': predicted_mj, 'argmax_energy_mj': argmax_mj,
