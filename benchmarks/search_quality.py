@@ -246,6 +246,15 @@ def compare(entry: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def noise_floor(random_per_target: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """How far nets of one latency spread against how far two seeds of one net differ (test accuracy, %)."""
+    seed_gaps = [abs(net['test_acc'][0] - net['test_acc'][1])
+                 for nets in random_per_target for net in nets if len(net['test_acc']) > 1]
+    return {'mean_abs_seed_gap_pct': float(np.mean(seed_gaps)) if seed_gaps else None,
+            'random_net_spread_pct_per_target': [float(np.std([np.mean(n['test_acc']) for n in nets]))
+                                                 for nets in random_per_target]}
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
     """The per-target table of a result JSON, in Markdown (mean test accuracy over seeds, %)."""
     def cell(entry: dict[str, Any]) -> str:
@@ -290,6 +299,10 @@ def main(argv=None) -> int:
                         help='JSON of LightNAS keyword arguments for the lightnas rows (part of their journal key)')
     parser.add_argument('--output', default=None, help='also write the JSON here')
     parser.add_argument('--table', default=None, metavar='JSON', help='only print the Markdown table of a result file')
+    parser.add_argument('--only-random', action='store_true',
+                        help='only train the random at-target nets (no search) and print how far they spread '
+                             'against two seeds of one net: the noise floor of the recipe, and the first part of a '
+                             'full run (the same journal keys)')
     args = parser.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(Path(args.table).read_text())))
@@ -339,6 +352,33 @@ def main(argv=None) -> int:
 
     # ---- pools of random at-target archs (deterministic) and the uniform supernet's scores
     pools = {target: at_target_pool(lut, target, args.pool, seed=index) for index, target in enumerate(targets)}
+
+    # ---- stand-alone training: one recipe, every net, every seed
+    train_full = load_for_preset(args.preset, 'train')
+    test_set = load_for_preset(args.preset, 'test')
+    from torch.utils.data import Subset
+    order = torch.randperm(len(train_full), generator=torch.Generator().manual_seed(RECIPE_DATA_SEED))
+    train_set = Subset(train_full, order[:recipe['train_images']].tolist())
+    recipe_key = _key(recipe, RECIPE_DATA_SEED)
+
+    def train(arch: str, seed: int) -> float:
+        begun = time.perf_counter()
+        accuracy = train_standalone(arch, args.preset, recipe, seed, train_set, test_set)
+        print(f'trained {arch} seed {seed}: {accuracy:.2f} % in {time.perf_counter() - begun:.0f} s', file=sys.stderr)
+        return accuracy
+
+    def test_accuracies(arch: str) -> list[float]:
+        return [journal.get(_key('train', arch, recipe_key, seed), lambda seed=seed: train(arch, seed))
+                for seed in range(args.seeds)]
+
+    if args.only_random:
+        nets = {target: [{'arch': arch, 'test_acc': test_accuracies(arch)} for arch in pools[target][:random_count]]
+                for target in targets}
+        summary = {'targets': [{'target_ms': target, 'random': nets[target]} for target in targets],
+                   'noise': noise_floor(list(nets.values())), 'recipe': {**recipe, 'seeds': args.seeds},
+                   'seconds': time.perf_counter() - started}
+        print(json.dumps(summary, default=float))
+        return 0
 
     def uniform_supernet_scores() -> dict[str, Any]:
         config = search_config(targets[len(targets) // 2])
@@ -396,19 +436,6 @@ def main(argv=None) -> int:
                                            'supernet_acc': supernet['scores'][best_arch], 'pool': len(pool)}
         results.append(entry)
 
-    # ---- stand-alone training: one recipe, every net, every seed
-    train_full = load_for_preset(args.preset, 'train')
-    test_set = load_for_preset(args.preset, 'test')
-    from torch.utils.data import Subset
-    order = torch.randperm(len(train_full), generator=torch.Generator().manual_seed(RECIPE_DATA_SEED))
-    train_set = Subset(train_full, order[:recipe['train_images']].tolist())
-    recipe_key = _key(recipe, RECIPE_DATA_SEED)
-
-    def test_accuracies(arch: str) -> list[float]:
-        return [journal.get(_key('train', arch, recipe_key, seed),
-                            lambda seed=seed: train_standalone(arch, args.preset, recipe, seed, train_set, test_set))
-                for seed in range(args.seeds)]
-
     for entry in results:
         for name in ('lightnas', 'supernet_ranked_random', 'nni_proxyless'):
             entry[name]['test_acc'] = test_accuracies(entry[name]['arch'])
@@ -420,15 +447,12 @@ def main(argv=None) -> int:
     random_nets = [net for entry in results for net in entry['random']]
     supernet_acc = [net['supernet_acc'] for net in random_nets]
     standalone = [float(np.mean(net['test_acc'])) for net in random_nets]
-    seed_gaps = [abs(net['test_acc'][0] - net['test_acc'][1]) for net in random_nets if len(net['test_acc']) > 1]
     summary = {
         'targets': results,
         'kendall_supernet_vs_standalone': _kendall(supernet_acc, standalone),
         'kendall_per_target': [_kendall([n['supernet_acc'] for n in e['random']],
                                         [float(np.mean(n['test_acc'])) for n in e['random']]) for e in results],
-        'noise': {'mean_abs_seed_gap_pct': float(np.mean(seed_gaps)) if seed_gaps else None,
-                  'random_net_spread_pct_per_target': [float(np.std([np.mean(n['test_acc']) for n in e['random']]))
-                                                       for e in results]},
+        'noise': noise_floor([entry['random'] for entry in results]),
         'recipe': {**recipe, 'seeds': args.seeds, 'data_seed': RECIPE_DATA_SEED, 'test_images': len(test_set),
                    'optimizer': 'SGD momentum 0.9 Nesterov, cosine to 0'},
         'search': {**search_settings, 'seed': pipeline.seed, 'quick': args.quick, 'random_nets': random_count,
