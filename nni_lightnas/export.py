@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ['DEFAULT_OPSET', 'export_onnx', 'onnx_bytes', 'check_onnx_parity']
+from .atomic import atomic_write_bytes
+
+__all__ = ['DEFAULT_OPSET', 'export_onnx', 'onnx_bytes', 'check_onnx_parity', 'check_onnx_file']
 
 _logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
@@ -47,7 +49,8 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, input_shape: Sequenc
     module
         A plain ``nn.Module`` (a frozen net, not a model space).
     path
-        Output file; parent directories are created.
+        Output file; parent directories are created. It is written atomically (a temporary
+        file beside it, then renamed), so a failed export leaves no partial model.
     input_shape
         Full input shape, e.g. ``(1, 1, 28, 28)``.
     opset
@@ -69,11 +72,15 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, input_shape: Sequenc
     if len(input_shape) != 4 or min(input_shape) < 1:
         raise ValueError(f'input_shape must be (batch, channels, height, width) of positive sizes, got {input_shape}')
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _export(module, torch.zeros(input_shape), str(path), opset)
+    if path.is_dir():
+        raise ValueError(f'ONNX output {path} is a directory; expected a file name such as {path / "net.onnx"}')
+    # Exported in memory and written atomically: a full disk leaves no torn model at ``path``.
+    buffer = io.BytesIO()
+    _export(module, torch.zeros(input_shape), buffer, opset)
     if check:
         import onnx
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+    atomic_write_bytes(path, buffer.getvalue())
     _logger.debug('exported %s (%d bytes) for input %s', path, path.stat().st_size, input_shape)
     return path
 
@@ -106,3 +113,40 @@ def check_onnx_parity(module: nn.Module, model: str | os.PathLike | bytes, input
     if difference > atol:
         raise ValueError(f'ONNX Runtime output differs from PyTorch by {difference:.3g} > atol={atol}')
     return difference
+
+
+def check_onnx_file(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a readable ONNX model before it is timed; returns it as a ``Path``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for a
+    directory or for a file that does not parse as an ONNX ``ModelProto`` (another format, or
+    a model cut short by a full disk or an interrupted copy).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> bad = tempfile.mktemp(suffix='.onnx')
+    >>> _ = open(bad, 'wb').write(b'not a model')
+    >>> check_onnx_file(bad)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ONNX model ... is not a valid ONNX file (...)...
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f'ONNX model {path} is a directory; expected an .onnx file (e.g. from nni-lightnas export)')
+    if not path.is_file():
+        raise FileNotFoundError(f'ONNX model {path} does not exist')
+    import onnx
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf DecodeError, or onnx's own errors: the file is not a model
+        raise ValueError(f'ONNX model {path} is not a valid ONNX file ({type(error).__name__}: {error}); '
+                         f'expected a model exported with a fixed input shape, e.g. by nni-lightnas export') from None
+    try:
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx.checker.ValidationError and friends
+        raise ValueError(f'ONNX model {path} ({path.stat().st_size} bytes) is not a valid model '
+                         f'({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}): a truncated '
+                         f'or empty file? Export it again') from None
+    return path

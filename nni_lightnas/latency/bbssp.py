@@ -44,7 +44,8 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from .device import Device, LatencyResult
-from .lut import COLUMNS, LatencyLUT, LUTMismatchError, _CSVJournal, _read_csv, resolve_space
+from .journal import CSVJournal, read_journal
+from .lut import COLUMNS, LatencyLUT, LUTMismatchError, resolve_space
 
 __all__ = ['bbssp_plan', 'bbssp_correct', 'typical_ops']
 
@@ -173,15 +174,29 @@ def bbssp_correct(lut: LatencyLUT, device: Device, *, space: Any = None,
     writer = None
     if journal is not None:
         journal = Path(journal)
-        writer = _CSVJournal(journal, _JOURNAL_COLUMNS, prefix=_JOURNAL_PREFIX)
+        writer = CSVJournal(journal, _JOURNAL_COLUMNS, prefix=_JOURNAL_PREFIX)
         if journal.is_file():
-            found, table = _read_csv(journal, prefix=_JOURNAL_PREFIX, key=('step',),
-                                     required=('step', 'kind', 'median_ms'))
+            resumed = read_journal(journal, prefix=_JOURNAL_PREFIX, key=('step',),
+                                   required=('step', 'kind', 'median_ms'),
+                                   numeric=('step', 'round', 'group', 'median_ms', 'p25_ms', 'p75_ms', 'cv'),
+                                   dtype={'layer': str, 'op': str})
+            found, table = resumed.metadata, resumed.rows
             for key, value in journal_metadata.items():
                 if found.get(key) != value:
                     raise LUTMismatchError(f'BBSSP journal {journal} was written with {key}={found.get(key)!r}, '
                                            f'now {key}={value!r}; delete it or pass another journal')
             done = {int(row['step']): row for row in table.to_dict('records')}
+            for number, reason in resumed.bad_lines:
+                _logger.warning('%s, line %d: %s; that network will be measured again', journal, number, reason)
+            # A group is measured interleaved, so a group cut short is measured again as a whole.
+            group_of = {step['step']: step['group'] for step in steps}
+            complete = {group for group in set(group_of.values())
+                        if all(s['step'] in done for s in steps if s['group'] == group)}
+            partial = [number for number in done if group_of.get(number) not in complete]
+            for number in partial:
+                del done[number]
+            if resumed.bad_lines or partial:
+                writer.rewrite(found, list(done.values()))
             _logger.info('resuming BBSSP journal %s: %d of %d networks measured', journal, len(done), len(steps))
         else:
             writer.start(journal_metadata)

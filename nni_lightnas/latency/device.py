@@ -196,10 +196,8 @@ class Device(abc.ABC):
     @staticmethod
     def _as_onnx_file(model: Any, input_shape: Sequence[int] | None, workdir: Path) -> Path:
         if isinstance(model, (str, os.PathLike)):
-            path = Path(model)
-            if not path.is_file():
-                raise FileNotFoundError(f'ONNX model {path} does not exist')
-            return path
+            from nni_lightnas.export import check_onnx_file
+            return check_onnx_file(model)
         if isinstance(model, (bytes, bytearray)):
             path = workdir / 'model.onnx'
             path.write_bytes(bytes(model))

@@ -41,11 +41,13 @@ import torch
 from torch import nn
 
 from .device import Device, LatencyResult
+from .journal import CSVJournal, JournalFormatError, JournalTable, read_journal, write_table
 from .model import LatencyModel
+from ..atomic import atomic_write
 
 __all__ = [
-    'LUT_FORMAT', 'LUTMismatchError', 'LUTEntry', 'LatencyLUT', 'lut_entries', 'build_lut', 'default_batch',
-    'measure_archs', 'latency_model_from_path', 'resolve_space',
+    'LUT_FORMAT', 'LUTMismatchError', 'LUTFormatError', 'LUTEntry', 'LatencyLUT', 'lut_entries', 'build_lut',
+    'default_batch', 'measure_archs', 'latency_model_from_path', 'resolve_space',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -64,6 +66,10 @@ _IDENTITY_KEYS = ('input_size', 'in_chans', 'space_fingerprint', 'batch', 'devic
 
 class LUTMismatchError(ValueError):
     """A LUT was built for another space, input size, batch or device than the one asked for."""
+
+
+class LUTFormatError(LUTMismatchError):
+    """A file is not a LUT, or a line of it is torn, malformed or in conflict with another (file and line named)."""
 
 
 def default_batch(preset_or_config: Any) -> int:
@@ -193,52 +199,22 @@ def _row_from_result(entry: LUTEntry, result: LatencyResult, overhead_ms: float)
     }
 
 
-def _read_csv(path: Path, *, prefix: str = _HEADER_PREFIX, key: Sequence[str] = ('layer', 'op'),
-              required: Sequence[str] = ('kind', 'layer', 'op', 'latency_ms', 'median_ms'),
-              ) -> tuple[dict[str, Any], pd.DataFrame]:
-    with open(path, encoding='utf-8') as file:
-        first = file.readline()
-    if not first.startswith(prefix):
-        raise LUTMismatchError(f'{path} is not an nni-lightnas table: its first line does not start with '
-                               f'{prefix.strip()!r}')
-    metadata = json.loads(first[len(prefix):])
+#: LUT columns that must be filled in every row, and those that hold numbers.
+_REQUIRED = ('kind', 'layer', 'op', 'latency_ms', 'median_ms')
+_NUMERIC = ('latency_ms', 'median_ms', 'p25_ms', 'p75_ms', 'overhead_ms', 'cv', 'runs', 'energy_mj')
+
+
+def _read_csv(path: Path, *, strict: bool = True) -> JournalTable:
+    """A CSV LUT: every line checked (see :mod:`~nni_lightnas.latency.journal`), bad kinds refused."""
     try:
-        table = pd.read_csv(path, skiprows=1, dtype={'layer': str, 'op': str}, on_bad_lines='skip')
-    except pd.errors.EmptyDataError:
-        table = pd.DataFrame(columns=list(required))
-    # a row cut short by a crash in the middle of a write parses with missing values: drop it
-    table = table.dropna(subset=[c for c in required if c in table.columns])
-    table = table.drop_duplicates(subset=list(key), keep='last').reset_index(drop=True)
-    return metadata, table
-
-
-def _write_csv(path: Path, metadata: Mapping[str, Any], table: pd.DataFrame, *,
-               prefix: str = _HEADER_PREFIX) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', encoding='utf-8', newline='') as file:
-        file.write(prefix + json.dumps(metadata, sort_keys=True) + '\n')
-        table.to_csv(file, index=False)
-    os.replace(tmp, path)
-
-
-class _CSVJournal:
-    """Append-only CSV with the metadata line: one flushed, fsynced line per finished row."""
-
-    def __init__(self, path: Path, columns: Sequence[str], *, prefix: str = _HEADER_PREFIX):
-        self.path = path
-        self.columns = list(columns)
-        self.prefix = prefix
-
-    def start(self, metadata: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _write_csv(self.path, metadata, pd.DataFrame(columns=self.columns), prefix=self.prefix)
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        line = pd.DataFrame([row], columns=self.columns).to_csv(index=False, header=False)
-        with open(self.path, 'a', encoding='utf-8', newline='') as file:
-            file.write(line)
-            file.flush()
-            os.fsync(file.fileno())
+        found = read_journal(path, prefix=_HEADER_PREFIX, key=('layer', 'op'), required=_REQUIRED,
+                             numeric=_NUMERIC, dtype={'layer': str, 'op': str}, strict=strict)
+    except JournalFormatError as error:
+        raise LUTFormatError(str(error)) from None
+    unknown = sorted(set(found.rows['kind']) - set(KINDS)) if len(found.rows) else []
+    if unknown:
+        raise LUTFormatError(f'{path}: rows of unknown kind {unknown}; accepted: {", ".join(KINDS)}')
+    return found
 
 
 def _parquet_modules():
@@ -479,9 +455,10 @@ class LatencyLUT(LatencyModel):
             arrow = pyarrow.Table.from_pandas(table, preserve_index=False)
             arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
                                                    b'nni-lightnas-lut': json.dumps(self.metadata).encode()})
-            parquet.write_table(arrow, str(path))
+            with atomic_write(path, 'wb') as file:
+                parquet.write_table(arrow, file)
         else:
-            _write_csv(path, self.metadata, table)
+            write_table(path, self.metadata, table, prefix=_HEADER_PREFIX)
         return path
 
     @classmethod
@@ -505,7 +482,8 @@ class LatencyLUT(LatencyModel):
                 raise LUTMismatchError(f'{path} is not an nni-lightnas LUT (no nni-lightnas-lut metadata)')
             metadata, table = json.loads(raw), arrow.to_pandas()
         else:
-            metadata, table = _read_csv(path)
+            found = _read_csv(path)
+            metadata, table = found.metadata, found.rows
         if metadata.get('format') != LUT_FORMAT:
             raise LUTMismatchError(f'{path} has format {metadata.get("format")!r}; expected {LUT_FORMAT!r}')
         lut = cls(table, metadata)
@@ -566,7 +544,8 @@ def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str
     done: dict[tuple[str, str], dict[str, Any]] = {}
     metadata: dict[str, Any] | None = None
     if journal_path is not None and journal_path.is_file() and not overwrite:
-        found, table = _read_csv(journal_path)
+        resumed = _read_csv(journal_path, strict=False)
+        found, table = resumed.metadata, resumed.rows
         _check_identity(found, expected, str(journal_path))
         if found.get('overhead_subtracted') != expected['overhead_subtracted']:
             raise LUTMismatchError(f'{journal_path} was built with overhead_subtracted='
@@ -577,7 +556,11 @@ def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str
     columns = COLUMNS
     if metadata is not None and 'energy_mj' not in table.columns:  # a table begun before the energy column
         columns = [column for column in COLUMNS if column != 'energy_mj']
-    journal = _CSVJournal(journal_path, columns) if journal_path is not None else None
+    journal = CSVJournal(journal_path, columns, prefix=_HEADER_PREFIX) if journal_path is not None else None
+    if metadata is not None and resumed.bad_lines:
+        for number, reason in resumed.bad_lines:
+            _logger.warning('%s, line %d: %s; the row will be measured again', journal_path, number, reason)
+        journal.rewrite(metadata, list(done.values()))  # without the bad lines, so appends start on a clean line
 
     overheads = {key[1]: row['median_ms'] for key, row in done.items() if row['kind'] == 'overhead'}
     for entry in entries:
