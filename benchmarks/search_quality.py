@@ -184,25 +184,12 @@ def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_r
             'supernet_acc': accuracy, 'seconds': time.perf_counter() - start}
 
 
-@torch.no_grad()
 def _nni_subnet_accuracy(module, sample: dict[str, str], batches) -> float:
     """Accuracy of ``sample`` under an NNI one-shot module's supernet (batch statistics, momentum 0)."""
+    from nni_lightnas.strategies._training import batch_statistics_accuracy
     for supernet_module in module.supernet_modules():
         supernet_module.resample(memo=dict(sample))
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.momentum = 0.0
-    module.training_module.train()
-    correct = total = 0
-    try:
-        for inputs, labels in batches:
-            correct += int((module.training_module(inputs).argmax(1) == labels).sum())
-            total += len(labels)
-    finally:
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-    return correct / total
+    return batch_statistics_accuracy(module.training_module, batches)
 
 
 def train_standalone(arch: str, preset: str, recipe: dict[str, Any], seed: int, train_set, test_set) -> float:
@@ -238,7 +225,7 @@ def compare(entry: dict[str, Any]) -> dict[str, Any]:
               'beats_random_mean_every_seed': bool((paired > 0).all()),
               'at_or_above_random_p75': bool(lightnas.mean() >= np.percentile(random_means, 75)),
               'lightnas_rank_among_random': int((random_means > lightnas.mean()).sum()) + 1}
-    for name in ('supernet_ranked_random', 'nni_proxyless'):
+    for name in ('supernet_ranked_random', 'nni_proxyless', 'lightnas_landed_argmax'):
         if entry.get(name):
             other = np.asarray(entry[name]['test_acc'])
             result[f'{name}_mean_acc'] = float(other.mean())
@@ -406,6 +393,9 @@ def main(argv=None) -> int:
                 'argmax_ms': summary['argmax_ms'], 'landed': summary['landed'], 'seconds': summary['seconds'],
                 'planned_arch_steps': planned.planned_steps if planned else None,
                 'arc_learning_rate': planned.arc_learning_rate if planned else None,
+                'export_rule': summary['export_rule'],
+                **{key: summary[key] for key in ('ranked_candidates', 'ranked_supernet_acc', 'landed_lightnet',
+                                                 'landed_ms', 'landed_supernet_acc') if key in summary},
                 **_history_summary(summary['history'])}
 
     results = []
@@ -414,6 +404,13 @@ def main(argv=None) -> int:
                                  'quantile': quantiles[targets.index(target_ms)]}
         lightnas_key = _key('lightnas', budget_key, target_ms, *([lightnas_options] if lightnas_options else []))
         entry['lightnas'] = dict(journal.get(lightnas_key, lambda: lightnas(target_ms)))
+        if entry['lightnas'].get('export_rule') == 'ranking':
+            # the same search's landed argmax, trained too: what the ranking adds over alpha alone
+            landed_arch = entry['lightnas']['landed_lightnet']
+            entry['lightnas_landed_argmax'] = {'arch': landed_arch, 'predicted_ms': lut.predict(landed_arch),
+                                               'argmax_ms': entry['lightnas']['argmax_ms'],
+                                               'landed': landed_arch != entry['lightnas']['argmax_arch'],
+                                               'supernet_acc': entry['lightnas'].get('landed_supernet_acc')}
         print(f"lightnas {target_ms:.4f}: {entry['lightnas']['arch']} argmax {entry['lightnas']['argmax_ms']:.4f} "
               f"entropy {entry['lightnas']['alpha_entropy_fraction']:.2f}", file=sys.stderr)
         config = search_config(target_ms)
@@ -437,8 +434,9 @@ def main(argv=None) -> int:
         results.append(entry)
 
     for entry in results:
-        for name in ('lightnas', 'supernet_ranked_random', 'nni_proxyless'):
-            entry[name]['test_acc'] = test_accuracies(entry[name]['arch'])
+        for name in ('lightnas', 'lightnas_landed_argmax', 'supernet_ranked_random', 'nni_proxyless'):
+            if name in entry:
+                entry[name]['test_acc'] = test_accuracies(entry[name]['arch'])
         for net in entry['random']:
             net['test_acc'] = test_accuracies(net['arch'])
         entry['comparison'] = compare(entry)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-__all__ = ['train_steps', 'evaluate_accuracy', 'dataset_tensors']
+__all__ = ['train_steps', 'evaluate_accuracy', 'batch_statistics_accuracy', 'dataset_tensors']
 
 _logger = logging.getLogger(__name__)
 
@@ -101,3 +101,41 @@ def evaluate_accuracy(model: nn.Module, dataset: Dataset, *, batch_size: int = 5
         correct += int((logits.argmax(1) == labels[start:start + batch_size]).sum())
     model.train(was_training)
     return correct / len(inputs)
+
+
+@torch.no_grad()
+def batch_statistics_accuracy(model: nn.Module, batches, *, device: torch.device | str = 'cpu') -> float:
+    """Top-1 accuracy of ``model`` on ``batches`` of ``(inputs, labels)``, batch norm on each batch's statistics.
+
+    How a supernet scores one of its subnets: the shared running statistics belong to no single
+    path, so batch norm normalises with the batch's own (training mode) at momentum 0, and the
+    model's running statistics and mode are left as they were.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    >>> before = net[1].running_mean.clone()
+    >>> 0.0 <= batch_statistics_accuracy(net, [(torch.randn(6, 4), torch.zeros(6, dtype=torch.long))]) <= 1.0
+    True
+    >>> bool((net[1].running_mean == before).all())
+    True
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    was_training = model.training
+    model.train()
+    for norm in norms:
+        norm.momentum = 0.0
+    correct = total = 0
+    try:
+        for inputs, labels in batches:
+            logits = model(inputs.to(device))
+            correct += int((logits.argmax(1) == labels.to(device)).sum())
+            total += len(labels)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.train(was_training)
+    if total == 0:
+        raise ValueError('batch_statistics_accuracy needs at least one non-empty batch')
+    return correct / total

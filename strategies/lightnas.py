@@ -53,6 +53,7 @@ from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS, no_default_hook
 
 from .landing import land_on_target
+from ._training import batch_statistics_accuracy
 from .ranking import best_by_accuracy, draw_at_target
 from .latency_multiplier import LatencyMultiplier
 from .schedule import PAPER_ARCH_STEPS, BudgetSchedule
@@ -243,25 +244,7 @@ class LightNASLightningModule(DartsLightningModule):
         """
         for layer in self.mixed_layers():
             layer.force(layer.names.index(arch[layer.label]))
-        norms = [m for m in self.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        momenta = [norm.momentum for norm in norms]
-        was_training = self.training_module.training
-        self.training_module.train()
-        for norm in norms:
-            norm.momentum = 0.0
-        correct = total = 0
-        try:
-            for inputs, labels in batches:
-                logits = self.training_module(inputs.to(self.device))
-                correct += int((logits.argmax(1) == labels.to(self.device)).sum())
-                total += len(labels)
-        finally:
-            for norm, momentum in zip(norms, momenta):
-                norm.momentum = momentum
-            self.training_module.train(was_training)
-        if total == 0:
-            raise ValueError('subnet_accuracy needs at least one non-empty batch')
-        return correct / total
+        return batch_statistics_accuracy(self.training_module, batches, device=self.device)
 
     def argmax_supernet_accuracy(self) -> float | None:
         """:meth:`subnet_accuracy` of the argmax net on the last few architecture-split batches (``None`` before any)."""
