@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--landing-tolerance', type=float, default=0.01,
                         help='export the most probable arch within this relative error of the target when the '
                              'argmax misses it (default 0.01; 0: always the argmax)')
+    parser.add_argument('--rank-candidates', type=int, default=0,
+                        help='export the best, by supernet accuracy, of up to N at-target architectures drawn from '
+                             'the final alpha (default 0: the landed argmax)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data-dir', default=None, help='Fashion-MNIST directory (default: Debian package)')
     parser.add_argument('--output', required=True, help='directory for arch.json, history.csv, summary.json')
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
                           train_limit=args.train_limit or None, lambda_lr=args.lambda_lr,
                           arc_learning_rate=args.arc_lr, seed=args.seed, data_dir=args.data_dir,
                           landing_tolerance=args.landing_tolerance or None,
-                          strategy_options={'schedule': args.schedule, 'arch_gradient': args.arch_gradient})
+                          strategy_options={'schedule': args.schedule, 'arch_gradient': args.arch_gradient,
+                                            'rank_candidates': args.rank_candidates})
     summary = run_search(config, latency_model, args.output, enable_progress_bar=args.progress)
     print(summary['history'].drop(columns=['arch']).to_string(index=False, float_format=lambda v: f'{v:.4g}'))
     printable = {key: value for key, value in summary.items() if key not in ('history', 'strategy', 'config')}
