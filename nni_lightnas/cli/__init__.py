@@ -15,9 +15,12 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from typing import Sequence
 
-__all__ = ['SUBCOMMANDS', 'build_parser', 'main']
+from .errors import CLIError, describe_user_error
+
+__all__ = ['SUBCOMMANDS', 'CLIError', 'build_parser', 'main']
 
 #: name -> (module under nni_lightnas.cli, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -36,10 +39,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class CLIError(Exception):
-    """A user error the CLI reports in one line (exit code 2)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='nni-lightnas',
@@ -51,12 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f'{__name__}.{module_name}')
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(subparser)
+        # also accepted after the command (nni-lightnas measure m.onnx -v); SUPPRESS keeps the top-level count
+        subparser.add_argument('-v', '--verbose', action='count', default=argparse.SUPPRESS,
+                               help='more log output (-vv for debug) and tracebacks of errors')
         subparser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``nni-lightnas``; returns the exit code."""
+    """Entry point of ``nni-lightnas``; returns the exit code.
+
+    An error the user can fix (a bad value or file, a full disk, an unreachable board, an NNI
+    experiment that does not start) is printed as one line, ``nni-lightnas COMMAND: error:
+    ...``, with exit code 2 (usage) or 1 (environment), see :mod:`nni_lightnas.cli.errors`;
+    ``--verbose`` adds its traceback. Any other exception is a bug and keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
@@ -68,9 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger('nni').setLevel(logging.ERROR)
     try:
         return int(args._run(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError) as error:
-        print(f'nni-lightnas {args.command}: error: {error}', file=sys.stderr)
-        return 2
+    except BaseException as error:  # noqa: B036 - user errors become one line, bugs keep their traceback
+        described = describe_user_error(error)
+        if described is None or isinstance(error, SystemExit):
+            raise
+        message, code = described
+        if args.verbose:
+            traceback.print_exc()
+        print(f'nni-lightnas {args.command}: error: {message}', file=sys.stderr)
+        return code
 
 
 if __name__ == '__main__':  # pragma: no cover

@@ -28,10 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from nni_lightnas.export import check_onnx_file
 
-    if not Path(args.model).is_file():
-        raise FileNotFoundError(f'ONNX model {args.model} does not exist')
+    check_onnx_file(args.model)
     if args.repeat < 1:
         raise ValueError(f'--repeat must be >= 1, got {args.repeat}')
     device = device_from_args(args, max_iqr_ratio=args.max_iqr_ratio, max_attempts=args.max_attempts,

@@ -49,7 +49,7 @@ def _rebuild(cls, message, host, transient):
 
 
 class SSHConnectionError(DeviceError):
-    """The host cannot be reached, or the connection dropped during a run (retried)."""
+    """The host cannot be reached (not retried), or the connection dropped during a run (retried)."""
 
     transient = True
 

@@ -190,9 +190,12 @@ def classify_ssh_failure(stderr: str, *, url: str, host: str, port: int | None =
             f'{url}: cannot resolve host name {host!r} ({detail}). Check the spelling, DNS/mDNS, or add a '
             f'Host entry to ~/.ssh/config', host=host, transient=False)
     if _UNREACHABLE.search(stderr):
+        # Refused or timed out before any session: a board that is off or a wrong port does not
+        # come back within a backoff, so this fails at once (within ssh's ConnectTimeout).
         return SSHConnectionError(
-            f'{url}: {host} is unreachable ({detail}). Is the board powered on, on the network, and running '
-            f'sshd on port {port or 22}?', host=host)
+            f'{url}: {host} port {port or 22} is unreachable ({detail}); not retried. Check that the board is '
+            f'powered on and on the network (`ping {host}`) and that sshd listens on that port '
+            f'(`ssh {port_flag}{_destination(url, host)} true`)', host=host, transient=False)
     if _DROPPED.search(stderr):
         return SSHConnectionError(
             f'{url}: connection to {host} dropped during the run ({detail}). Check the board (power, '
