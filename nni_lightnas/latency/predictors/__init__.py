@@ -3,7 +3,10 @@
 Kinds (:func:`make_predictor`): ``additive`` (least-squares per-op table, the baseline),
 ``mlp`` (LightNAS's MLP on the one-hot encoding), ``gnn`` (a graph convolutional network,
 SurgeNAS), ``ensemble`` (a selected linear base with whole-network features plus a shrunk
-residual MLP ensemble); ``best`` names the recommended kind (:data:`BEST_KIND`).
+residual MLP ensemble), ``transfer`` (pre-trained on other devices' measurements, adapted to
+the target from a few); ``best`` names the recommended kind (:data:`BEST_TRANSFER_KIND` when
+pretraining data are given, else :data:`BEST_KIND`). :mod:`.tree_baseline` holds the
+gradient-boosted tree that benchmarks compare with (not differentiable, so not a kind).
 
 Examples
 --------
@@ -20,13 +23,18 @@ from .additive import AdditivePredictor
 from .mlp import MLPPredictor
 from .gnn import GNNPredictor
 from .ensemble import ResidualEnsemblePredictor
+from .pretrain import PretrainTable, SourceLatencyNet, pretrain_source_model, read_pretrain_table
+from .transfer import TransferPredictor
 from .latency_model import PredictorLatencyModel, load_predictor
 
-#: The kind ``best`` stands for.
+#: The kind ``best`` stands for without pretraining data.
 BEST_KIND = 'ensemble'
+#: The kind ``best`` stands for when pretraining data (other devices) are given.
+BEST_TRANSFER_KIND = 'transfer'
 
 __all__ = [
-    'BEST_KIND', 'FORMAT', 'PREDICTORS', 'FeatureEncoder', 'LatencyPredictor', 'AdditivePredictor', 'MLPPredictor',
+    'BEST_KIND', 'BEST_TRANSFER_KIND', 'FORMAT', 'PREDICTORS', 'FeatureEncoder', 'LatencyPredictor', 'AdditivePredictor', 'MLPPredictor',
     'GNNPredictor', 'ResidualEnsemblePredictor', 'PredictorLatencyModel', 'load_predictor', 'load_latency_predictor',
-    'make_predictor', 'register_predictor',
+    'make_predictor', 'register_predictor', 'TransferPredictor', 'PretrainTable', 'SourceLatencyNet',
+    'pretrain_source_model', 'read_pretrain_table',
 ]

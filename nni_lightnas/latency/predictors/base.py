@@ -233,14 +233,18 @@ class LatencyPredictor(abc.ABC):
 def make_predictor(kind: str, space: GraphSpace, *, seed: int = 0, **options: Any) -> LatencyPredictor:
     """A new, unfitted predictor of ``kind`` (see :data:`PREDICTORS`; ``'best'`` is the recommended one).
 
+    ``'best'`` is :data:`BEST_TRANSFER_KIND` when ``pretrain=`` (other devices' measurements)
+    is given, :data:`BEST_KIND` otherwise.
+
     Examples
     --------
     >>> from nni_lightnas.latency.graphs import FBNetGraphSpace
     >>> make_predictor('mlp', FBNetGraphSpace()).kind
     'mlp'
     """
-    from . import BEST_KIND
-    kind = BEST_KIND if kind == 'best' else kind
+    from . import BEST_KIND, BEST_TRANSFER_KIND
+    if kind == 'best':
+        kind = BEST_TRANSFER_KIND if options.get('pretrain') is not None else BEST_KIND
     if kind not in PREDICTORS:
         raise ValueError(f'unknown predictor kind {kind!r}; accepted: {", ".join(sorted(PREDICTORS))}, best')
     return PREDICTORS[kind](space, seed=seed, **options)

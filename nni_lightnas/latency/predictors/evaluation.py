@@ -36,10 +36,14 @@ def accuracy_metrics(predicted_ms: np.ndarray, measured_ms: np.ndarray) -> dict[
 
 
 def evaluate_predictor(data: LatencyDataset, *, train_size: int, kind: str = 'best', seed: int = 0,
-                       **options: Any) -> dict[str, Any]:
+                       pretrain: Any = None, **options: Any) -> dict[str, Any]:
     """Fit ``kind`` on ``train_size`` random rows, test on every other row with a positive latency.
 
-    The additive baseline is fitted on the same training rows. Returns the CLI's JSON object:
+    The additive baseline is fitted on the same training rows. ``pretrain`` (a
+    :class:`~nni_lightnas.latency.predictors.pretrain.PretrainTable` or a pre-trained
+    :class:`~nni_lightnas.latency.predictors.pretrain.SourceLatencyNet`) is what the
+    ``transfer`` kind adapts (and makes ``best`` mean ``transfer``); a table must not hold the
+    target column; other kinds ignore it. Returns the CLI's JSON object:
     ``kind``, ``n_train``, ``n_test``, ``acc10``, ``acc5``, ``mape``, ``spearman`` and ``baseline``
     (the same metrics of the additive predictor), plus ``fit_s`` and ``fit_info``.
 
@@ -54,6 +58,12 @@ def evaluate_predictor(data: LatencyDataset, *, train_size: int, kind: str = 'be
     train_archs = [data.archs[i] for i in train]
     test_archs = [data.archs[i] for i in test]
     start = time.perf_counter()
+    if pretrain is not None and kind in ('transfer', 'best'):
+        columns = getattr(pretrain, 'columns', [])
+        if data.column in columns:
+            raise ValueError(f'the pretraining data hold the target column {data.column!r}: exclude it '
+                             f'(pretraining columns: {list(columns)})')
+        options['pretrain'] = pretrain
     predictor = make_predictor(kind, data.space, seed=seed, **options).fit(train_archs, data.latency_ms[train])
     fit_s = time.perf_counter() - start
     result: dict[str, Any] = {'kind': predictor.kind, 'n_train': int(len(train)), 'n_test': int(len(test))}
