@@ -185,3 +185,15 @@ def test_tree_baseline_fits_log_latency(boards):
     assert error.mean() < 0.15
     with pytest.raises(RuntimeError, match='not fitted'):
         TreeBaseline(space).predict(archs[:1])
+
+
+def test_a_transfer_predictor_is_a_search_latency_model(boards, source_net):
+    from nni_lightnas.latency.predictors import PredictorLatencyModel
+    space, archs, latency = boards
+    predictor = TransferPredictor(space, pretrain=source_net, **SMALL).fit(archs[::17], latency['target'][::17])
+    model = PredictorLatencyModel(predictor, num_random=50)
+    probs = {label: torch.full((7,), 1 / 7, requires_grad=True) for label in model.labels}
+    model.expected_latency(probs).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in probs.values())
+    low, high = model.latency_range()
+    assert 0 < low < high
