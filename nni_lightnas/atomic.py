@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-__all__ = ['atomic_write', 'atomic_write_text', 'atomic_write_bytes', 'atomic_write_json']
+__all__ = ['atomic_write', 'atomic_write_text', 'atomic_write_bytes', 'atomic_write_json', 'check_output_path']
 
 _logger = logging.getLogger(__name__)
 
@@ -109,3 +109,34 @@ def atomic_write_json(path: str | os.PathLike, value: Any, *, indent: int | None
                       default: Any = None) -> Path:
     """Write ``value`` as JSON to ``path`` atomically; returns the path."""
     return atomic_write_text(path, json.dumps(value, indent=indent, default=default))
+
+
+def check_output_path(path: str | os.PathLike, *, what: str = 'output', directory: bool = False) -> Path:
+    """Refuse, before any work, an output path that cannot be created; returns it as a ``Path``.
+
+    A file must not be a directory (and a directory not a file), and the nearest existing
+    ancestor must be a directory, not a file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> blocker = Path(tempfile.mkdtemp()) / 'notes.txt'
+    >>> _ = blocker.write_text('a file')
+    >>> check_output_path(blocker / 'lut.csv', what='--output')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --output .../notes.txt/lut.csv: .../notes.txt is a file, not a directory; choose another path
+    """
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            raise ValueError(f'{what} {path} is a file; expected a directory')
+        if not directory and path.is_dir():
+            raise ValueError(f'{what} {path} is a directory; expected a file name inside it')
+    for ancestor in path.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ValueError(f'{what} {path}: {ancestor} is a file, not a directory; choose another path')
+            break
+    return path

@@ -4,7 +4,8 @@
 directory. Each stage writes its artifacts into its own folder and, last, a ``stage.json``
 marker holding the hash of its inputs (its settings and the markers of the stages it reads).
 On a rerun a stage whose marker matches is skipped, so an interrupted run continues at the
-stage it stopped in, and changing one setting reruns only what depends on it;
+stage it stopped in (the search stage within it, from its last finished epoch), and changing
+one setting reruns only what depends on it;
 ``from_stage`` forces a stage and everything after it. Several targets share the one
 profiled device and one warmed-up supernet (``supernet/warmup-*.ckpt``: the first target's
 search saves it at the end of its warm-up, the others start from it).
@@ -16,6 +17,7 @@ Layout of a run directory::
     profile/calibration.csv              the nets it was fitted on: LUT, calibrated, measured
     supernet/warmup-HASH.ckpt            the warmed-up supernet the targets share (several targets)
     T0.85ms/search/                      arch.json, history.csv, alpha.json, summary.json
+    T0.85ms/search/checkpoints/          the newest epoch's checkpoint while the search runs (resume)
     T0.85ms/evolve/                      trials.jsonl, best.json (stage-2 widths)
     T0.85ms/train/                       model.pt, metrics.json
     T0.85ms/export/                      model.onnx, measure.json
@@ -28,82 +30,22 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ['STAGES', 'PipelineConfig', 'run_pipeline', 'load_pipeline_config']
+from .atomic import atomic_write, atomic_write_json, atomic_write_text
+from .pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
+
+__all__ = ['STAGES', 'PipelineConfig', 'PipelineConfigError', 'run_pipeline', 'load_pipeline_config']
 
 _logger = logging.getLogger(__name__)
 
 STAGES = ('profile', 'search', 'evolve', 'train', 'export', 'report')
-
-
-@dataclass
-class PipelineConfig:
-    """Settings of one pipeline run (one YAML file).
-
-    Attributes
-    ----------
-    run_dir
-        Where every artifact goes.
-    preset
-        Search space preset (Fashion-MNIST shaped presets for the built-in data).
-    device
-        ``local`` or an ``ssh://`` board.
-    target_quantiles, targets_ms
-        Targets as positions in the space's latency range, or in ms (``targets_ms`` wins).
-    profile, search, evolve, train, measure
-        Per-stage settings (see ``examples/fashion_mnist/pipeline.yml``).
-    """
-
-    run_dir: str = 'runs/fashion_mnist'
-    preset: str = 'fashion_mnist'
-    device: str = 'local'
-    data_dir: str | None = None
-    target_quantiles: list[float] = field(default_factory=lambda: [0.4])
-    targets_ms: list[float] | None = None
-    profile: dict[str, Any] = field(default_factory=lambda: {'runs': 100, 'warmup': 10, 'threads': 1,
-                                                             'calibrate': 16})
-    search: dict[str, Any] = field(default_factory=lambda: {'epochs': 8, 'warmup_epochs': 2, 'train_limit': 10000,
-                                                            'batch_size': 128})
-    evolve: dict[str, Any] = field(default_factory=lambda: {'max_trials': 12, 'population_size': 6,
-                                                            'sample_size': 3, 'batches': 40, 'data_limit': 5000})
-    train: dict[str, Any] = field(default_factory=lambda: {'epochs': 3, 'train_limit': 20000, 'batch_size': 128,
-                                                           'learning_rate': 0.05, 'test_limit': None})
-    measure: dict[str, Any] = field(default_factory=lambda: {'runs': 200, 'rounds': 3})
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, quick: bool = False) -> 'PipelineConfig':
-        data = dict(data)
-        quick_overrides = data.pop('quick', {}) or {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f'unknown pipeline settings {sorted(unknown)}; accepted: {sorted(known)} and quick')
-        config = cls()
-        for key, value in data.items():
-            setattr(config, key, {**getattr(config, key), **value} if isinstance(getattr(config, key), dict)
-                    and isinstance(value, dict) else value)
-        if quick:
-            for key, value in quick_overrides.items():
-                current = getattr(config, key)
-                setattr(config, key, {**current, **value} if isinstance(current, dict) else value)
-        return config
-
-
-def load_pipeline_config(path: str | Path, *, quick: bool = False) -> PipelineConfig:
-    """Read a pipeline YAML file; ``quick`` applies its ``quick:`` section."""
-    import yaml
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'pipeline config {path} does not exist')
-    return PipelineConfig.from_dict(yaml.safe_load(path.read_text()) or {}, quick=quick)
 
 
 def _digest(value: Any) -> str:
@@ -125,10 +67,9 @@ class _Stage:
 
     def finish(self, outputs: dict[str, Any], seconds: float) -> None:
         # A fresh run id per execution: stages downstream hash it, so they rerun after this one reran.
-        self.marker.write_text(json.dumps({'inputs_hash': self.inputs_hash, 'run_id': uuid.uuid4().hex,
-                                           'outputs': outputs,
-                                           'seconds': seconds, 'finished': time.strftime('%Y-%m-%dT%H:%M:%S')},
-                                          indent=2, default=float))
+        atomic_write_json(self.marker, {'inputs_hash': self.inputs_hash, 'run_id': uuid.uuid4().hex,
+                                        'outputs': outputs, 'seconds': seconds,
+                                        'finished': time.strftime('%Y-%m-%dT%H:%M:%S')}, default=float)
 
     def outputs(self) -> dict[str, Any]:
         """The stage's outputs, with ``_hash`` identifying this execution for the stages downstream."""
@@ -150,7 +91,7 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
     say = progress or (lambda message: _logger.info('%s', message))
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / 'pipeline.json').write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    atomic_write_json(run_dir / 'pipeline.json', dataclasses.asdict(config))
     forced = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
     executed: list[str] = []
 
@@ -163,6 +104,8 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
             return state.outputs()
         if state.marker.exists():
             state.marker.unlink()
+        if name in forced:  # a forced stage starts over, not from an interrupted run's checkpoints
+            shutil.rmtree(directory / _CHECKPOINTS, ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)
         say(f'[run]  {title} ...')
         start = time.perf_counter()
@@ -192,9 +135,9 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
     for target_ms in targets:
         base = run_dir / f'T{target_ms:g}ms'
         label = f'(target {target_ms:g} ms)'
-        search_out = stage('search', base / 'search',
-                           {'target': target_ms, 'lut': profile_out['_hash'], 'seed': config.seed, **config.search},
-                           lambda d: _search(config, target_ms, lut, d, shared_warmup), label)
+        search_inputs = {'target': target_ms, 'lut': profile_out['_hash'], 'seed': config.seed, **config.search}
+        search_out = stage('search', base / 'search', search_inputs,
+                           lambda d: _search(config, target_ms, lut, d, shared_warmup, _digest(search_inputs)), label)
         evolve_out = stage('evolve', base / 'evolve',
                            {'search': search_out['_hash'], 'seed': config.seed, **config.evolve},
                            lambda d: _evolve(config, target_ms, search_out['arch'], int(lut.metadata.get('batch', 1)),
@@ -251,7 +194,8 @@ def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
                                'calibrated_ms': calibrated.predict(row['arch']), 'measured_ms': row['median_ms'],
                                'measured_p25_ms': row['p25_ms'], 'measured_p75_ms': row['p75_ms']}
                               for row in measured])
-        table.to_csv(directory / 'calibration.csv', index=False)
+        with atomic_write(directory / 'calibration.csv', newline='') as file:
+            table.to_csv(file, index=False)
         outputs.update(lut=str(directory / 'lut_calibrated.csv'), calibration_csv=str(directory / 'calibration.csv'),
                        calibration={**calibrated.metadata['calibration'],
                                     'plain': prediction_metrics(table['lut_ms'], table['measured_ms']),
@@ -261,20 +205,78 @@ def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
     return outputs
 
 
+_CHECKPOINTS = 'checkpoints'
+
+
+def _latest_checkpoint(directory: Path, inputs_hash: str) -> tuple[Path, int] | None:
+    """The newest per-epoch checkpoint of an interrupted search with these inputs, and its epoch."""
+    stamp = directory / 'inputs_hash'
+    if not stamp.is_file() or stamp.read_text().strip() != inputs_hash:
+        return None
+    found = []
+    for path in directory.glob('epoch=*.ckpt'):
+        try:
+            found.append((int(path.stem.split('=', 1)[1]), path))
+        except ValueError:
+            continue
+    if not found:
+        return None
+    epoch, path = max(found)
+    return path, epoch
+
+
 def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
-            shared_warmup: Path | None = None) -> dict[str, Any]:
-    """One LightNAS search; with ``shared_warmup``, start from that warm-up checkpoint or write it."""
+            shared_warmup: Path | None = None, inputs_hash: str = '') -> dict[str, Any]:
+    """One LightNAS search; with ``shared_warmup``, start from that warm-up checkpoint or write it.
+
+    The search checkpoints every epoch into ``checkpoints/`` (the newest only, stamped with the
+    stage's inputs hash); a rerun after a kill continues from the newest one, and the result is
+    the one an uninterrupted search gives (the strategy restores alpha, lambda, optimizers and
+    the data order). The folder is removed when the search finishes.
+    """
+    import shutil
+
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
     from .search import SearchConfig, run_search
     settings = {key: value for key, value in config.search.items()}
+    checkpoints = directory / _CHECKPOINTS
+    resume = _latest_checkpoint(checkpoints, inputs_hash)
+    if resume is None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        atomic_write_text(checkpoints / 'inputs_hash', inputs_hash)
+    reuse = shared_warmup is not None and shared_warmup.is_file()
+    warmup_from, save_warmup_to = (shared_warmup, None) if reuse else (None, shared_warmup)
+    if resume is not None:
+        path, epoch = resume
+        _logger.info('resuming the search from %s (epoch %d finished)', path, epoch + 1)
+        settings['strategy_options'] = {**settings.get('strategy_options', {}), 'resume_from': str(path)}
+        warmup_epochs = int(settings.get('warmup_epochs', SearchConfig.warmup_epochs))
+        warmup_from = None  # the checkpoint already holds the warm-up (or this search's own)
+        if save_warmup_to is not None and epoch == warmup_epochs - 1:
+            shutil.copyfile(path, save_warmup_to.with_suffix('.tmp'))
+            save_warmup_to.with_suffix('.tmp').replace(save_warmup_to)
+        if save_warmup_to is not None and epoch >= warmup_epochs - 1:
+            save_warmup_to = None  # past the warm-up: the other targets warm up themselves
     search_config = SearchConfig(preset=config.preset, target_ms=target_ms, seed=config.seed,
                                  data_dir=config.data_dir, **settings)
-    reuse = shared_warmup is not None and shared_warmup.is_file()
-    summary = run_search(search_config, lut, directory, warmup_from=shared_warmup if reuse else None,
-                         save_warmup_to=None if reuse else shared_warmup)
+    class EpochCheckpoint(ModelCheckpoint):
+        """The newest epoch only; its own state key, beside run_search's warm-up checkpoint."""
+
+        @property
+        def state_key(self) -> str:
+            return 'nni_lightnas.pipeline.EpochCheckpoint'
+
+    saver = EpochCheckpoint(dirpath=str(checkpoints), filename='{epoch}', save_top_k=1, monitor=None,
+                            every_n_epochs=1, save_on_train_epoch_end=True)
+    summary = run_search(search_config, lut, directory, warmup_from=warmup_from, save_warmup_to=save_warmup_to,
+                         enable_checkpointing=True, callbacks=[saver])
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
             'warmup_reused': summary['warmup_reused'], 'argmax_arch': summary['argmax_arch'],
             'argmax_ms': summary['argmax_ms'], 'exported_ms': summary['exported_ms'], 'landed': summary['landed'],
-            'alpha_entropy_fraction': summary['alpha_entropy_fraction']}
+            'alpha_entropy_fraction': summary['alpha_entropy_fraction'],
+            'resumed_after_epochs': resume[1] + 1 if resume is not None else 0}
 
 
 def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, directory: Path) -> dict[str, Any]:
@@ -286,7 +288,8 @@ def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, dir
                '--seed', str(config.seed), '--latency', str(settings.pop('latency', 'flops')),
                '--latency-args', json.dumps(latency_args)]
     for key, value in settings.items():
-        command += [f'--{key.replace("_", "-")}', str(value)]
+        if value is not None:  # null: the evolve command's default
+            command += [f'--{key.replace("_", "-")}', str(value)]
     if config.data_dir:
         command += ['--data-dir', config.data_dir]
     completed = subprocess.run(command, capture_output=True, text=True)
@@ -301,11 +304,11 @@ def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, dir
             best = record['best']
         elif 'trial' in record:
             trials.append(record)
-    (directory / 'trials.jsonl').write_text(''.join(json.dumps(t) + '\n' for t in trials))
+    atomic_write_text(directory / 'trials.jsonl', ''.join(json.dumps(t) + '\n' for t in trials))
     if not best:
         raise RuntimeError(f'evolve stage reported no best candidate; output: {completed.stdout[-2000:]}')
     widths = best.get('params') or best.get('parameters') or {}
-    (directory / 'best.json').write_text(json.dumps(best, indent=2, default=float))
+    atomic_write_json(directory / 'best.json', best, default=float)
     return {'widths': widths, 'latency_ms': best.get('latency_ms'), 'score': best.get('score', best.get('default')),
             'num_trials': len(trials)}
 
@@ -340,13 +343,14 @@ def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory:
     trainer.fit(module, DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True))
     metrics = trainer.validate(module, DataLoader(test_data, batch_size=512), verbose=False)[0]
     weights = directory / 'model.pt'
-    torch.save(net.state_dict(), weights)
+    with atomic_write(weights, 'wb') as file:
+        torch.save(net.state_dict(), file)
     params_m = sum(p.numel() for p in net.parameters()) / 1e6
     from .flops import count_macs_params
     flops_m = count_macs_params(net, (1, *net.input_shape)).flops_m
     result = {'weights': str(weights), 'test_acc': float(metrics['val_acc']), 'test_loss': float(metrics['val_loss']),
               'params_m': params_m, 'flops_m': flops_m}
-    (directory / 'metrics.json').write_text(json.dumps(result, indent=2))
+    atomic_write_json(directory / 'metrics.json', result)
     return result
 
 
@@ -356,7 +360,7 @@ def _export_and_measure(config: PipelineConfig, arch: str, widths: dict[str, Any
 
     from .export import check_onnx_parity, export_onnx
     net = _build_net(config, arch, widths)
-    net.load_state_dict(torch.load(weights, map_location='cpu'))
+    net.load_state_dict(torch.load(weights, map_location='cpu', weights_only=True))
     batch = int(lut.metadata.get('batch', 32))
     input_shape = (batch, *net.input_shape)
     onnx_path = export_onnx(net, directory / 'model.onnx', input_shape)
@@ -371,7 +375,7 @@ def _export_and_measure(config: PipelineConfig, arch: str, widths: dict[str, Any
                 'round_medians_ms': [result.median_ms for result in rounds],
                 'device': middle.device, 'runtime': middle.runtime, 'provider': middle.provider,
                 'threads': middle.threads, 'facts': middle.facts}
-    (directory / 'measure.json').write_text(json.dumps(measured, indent=2, default=str))
+    atomic_write_json(directory / 'measure.json', measured, default=str)
     return measured
 
 

@@ -27,6 +27,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .atomic import atomic_write, atomic_write_text  # noqa: E402
+
 __all__ = ['write_report', 'final_table']
 
 _logger = logging.getLogger(__name__)
@@ -84,7 +86,8 @@ def _energy_bars(rows, directory: Path) -> str | None:
 
 def _png(figure, path: Path) -> str:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_write(path, 'wb') as file:
+        figure.savefig(file, dpi=110, format='png')
     plt.close(figure)
     return base64.b64encode(path.read_bytes()).decode()
 
@@ -178,7 +181,8 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
     """
     directory.mkdir(parents=True, exist_ok=True)
     table = final_table(rows)
-    table.to_csv(directory / 'final.csv', index=False)
+    with atomic_write(directory / 'final.csv', newline='') as file:
+        table.to_csv(file, index=False)
     histories, trials, alphas = {}, {}, {}
     for row in rows:
         base = Path(row['run_dir'])
@@ -218,6 +222,6 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
                      f'src="data:image/png;base64,{encoded}">')
     parts.append('</body></html>')
     path = directory / 'report.html'
-    path.write_text('\n'.join(parts))
+    atomic_write_text(path, '\n'.join(parts))
     _logger.info('report written to %s', path)
     return path

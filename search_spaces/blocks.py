@@ -32,7 +32,7 @@ OP_NAMES: tuple[str, ...] = tuple(
     f'MBK{kernel}E{expansion}' for kernel in KERNEL_SIZES for expansion in EXPANSION_RATIOS
 ) + (SKIP,)
 
-_MB_PATTERN = re.compile(r'^MBK(\d+)E(\d+)$')
+_MB_PATTERN = re.compile(r'^MBK([0-9]+)E([0-9]+)$')  # ASCII digits only: 'MBK３E６' is refused
 
 
 @dataclass(frozen=True)

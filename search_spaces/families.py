@@ -47,7 +47,7 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-_FAMILY_PATTERN = re.compile(r'^(RB|PL)K(\d+)$')
+_FAMILY_PATTERN = re.compile(r'^(RB|PL)K([0-9]+)$')  # ASCII digits only
 _KIND_OF_PREFIX = {'RB': 'residual', 'PL': 'plain'}
 
 

@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ['add_arguments', 'run', 'write_experiment', 'EVOLUTION_CLASS']
+from nni_lightnas.atomic import atomic_write_text, check_output_path
+
+__all__ = ['add_arguments', 'run', 'write_experiment', 'check_budget', 'EVOLUTION_CLASS']
 
 EVOLUTION_CLASS = 'nni_lightnas.strategies.evolution.LightNASEvolution'
 
@@ -92,19 +94,21 @@ def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, pre
     from nni_lightnas.latency.channel import FlopsChannelLatency
     from nni_lightnas.search_spaces.channel_space import nni_search_space
 
-    output = Path(output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    output = check_output_path(Path(output).resolve(), what='--output', directory=True)
     latency_args = dict(latency_args or {})
+    if latency == 'flops' and 'ms_per_mmac' in latency_args:
+        FlopsChannelLatency(lightnet, preset, **latency_args)  # validates the arguments
+    # The budget is checked before anything is written: an experiment that cannot produce a
+    # trial (the tuner refuses the budget at once) is never created.
+    model = check_budget(lightnet, preset, budget_ms, latency, latency_args)
+    output.mkdir(parents=True, exist_ok=True)
     if latency in ('flops', 'measured'):
         latency_args.setdefault('cache_path', str(output / 'latency_cache.jsonl'))
     if latency == 'flops' and 'ms_per_mmac' not in latency_args:
-        from nni_lightnas.latency.channel import make_channel_latency_model
-        model = make_channel_latency_model('flops', lightnet, preset, **latency_args)
         latency, latency_args = str(model.save(output / 'latency_model.json')), {}  # type: ignore[attr-defined]
     elif latency == 'flops':
         latency_args.pop('cache_path', None)
-        FlopsChannelLatency(lightnet, preset, **latency_args)  # validates the arguments
-    (output / 'search_space.json').write_text(json.dumps(nni_search_space(lightnet, preset), indent=1))
+    atomic_write_text(output / 'search_space.json', json.dumps(nni_search_space(lightnet, preset), indent=1))
     options = {'lightnet': lightnet, 'preset': preset, 'latency': latency,
                'latency_args': latency_args or None, **(trial_options or {})}
     config: dict[str, Any] = {
@@ -125,9 +129,43 @@ def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, pre
     if working_dir:
         config['experimentWorkingDirectory'] = str(Path(working_dir).resolve())
     path = output / 'config.yml'
-    path.write_text(f'# written by nni-lightnas evolve; run: nnictl create --config {path}\n'
-                    + yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(path, f'# written by nni-lightnas evolve; run: nnictl create --config {path}\n'
+                      + yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def check_budget(lightnet: str, preset: str, budget_ms: float, latency: str = 'flops',
+                 latency_args: dict[str, Any] | None = None):
+    """Refuse a budget that even the narrowest widths of ``lightnet`` exceed; returns the latency model.
+
+    The narrowest configuration is the one the tuner checks first: over the budget, no
+    candidate is feasible and the tuner would stop at once. Nothing is written here (the
+    model's measurement cache is not used).
+
+    Examples
+    --------
+    >>> check_budget('MBK3E3-skip-MBK5E6', 'tiny', 1e-4, 'flops',
+    ...              {'intercept_ms': 0.05, 'ms_per_mmac': 0.2})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --budget-ms 0.0001 is infeasible: ... take 0.0828 ms (latency model flops); accepted: ... >= 0.0828
+    """
+    from nni_lightnas.latency.channel import make_channel_latency_model
+    from nni_lightnas.search_spaces.channel_space import nni_search_space
+
+    if not budget_ms > 0 or budget_ms != budget_ms or budget_ms == float('inf'):
+        raise ValueError(f'--budget-ms must be a positive number of ms, got {budget_ms}')
+    args = {key: value for key, value in (latency_args or {}).items() if key != 'cache_path'}
+    model = make_channel_latency_model(latency, lightnet, preset, **args)
+    narrowest = {}
+    for label, spec in nni_search_space(lightnet, preset).items():
+        values = list(spec['_value'])
+        narrowest[label] = min(values) if all(isinstance(v, (int, float)) for v in values) else values[0]
+    fastest_ms = float(model(narrowest))
+    if fastest_ms > budget_ms:
+        raise ValueError(f'--budget-ms {budget_ms:g} is infeasible: the narrowest widths of {lightnet} take '
+                         f'{fastest_ms:.4f} ms (latency model {latency}); accepted: --budget-ms >= {fastest_ms:.4f}')
+    return model
 
 
 def _nnictl() -> str:

@@ -17,8 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nni_lightnas.export import check_onnx_parity, export_onnx
     from nni_lightnas.search_spaces import LightNet
+    from nni_lightnas.atomic import check_output_path
     if args.batch < 1:
         raise ValueError(f'--batch must be a positive integer, got {args.batch}')
+    check_output_path(args.output, what='--output')
     net = LightNet(args.arch, args.preset, width_mult=args.width_mult)
     input_shape = (args.batch, *net.input_shape)
     path = export_onnx(net, args.output, input_shape)

@@ -9,6 +9,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--config', required=True, help='pipeline YAML (e.g. examples/fashion_mnist/pipeline.yml)')
     parser.add_argument('--quick', action='store_true', help="apply the config's quick: settings")
     parser.add_argument('--from', dest='from_stage', default=None,
+                        choices=['profile', 'search', 'evolve', 'train', 'export', 'report'],
                         help='rerun from this stage on: profile, search, evolve, train, export, report')
     parser.add_argument('--run-dir', default=None, help="override the config's run_dir")
     parser.add_argument('--data-dir', default=None,
@@ -19,11 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nni_lightnas.pipeline import load_pipeline_config, run_pipeline
     from nni_lightnas.report import final_table
-    config = load_pipeline_config(args.config, quick=args.quick)
+    from nni_lightnas.atomic import check_output_path
+    config = load_pipeline_config(args.config, quick=args.quick)  # every setting checked before any work
     if args.run_dir:
         config.run_dir = args.run_dir
     if args.data_dir:
         config.data_dir = args.data_dir
+    check_output_path(config.run_dir, what='run_dir', directory=True)
     result = run_pipeline(config, from_stage=args.from_stage, progress=lambda line: print(line, flush=True))
     table = final_table(result['rows']).drop(columns=['arch'])
     print()

@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from nni_lightnas.latency.lut import build_lut, measure_archs, resolve_space
     from nni_lightnas.search_spaces import encode_arch
 
+    from nni_lightnas.atomic import check_output_path
+    check_output_path(args.output, what='--output')
     device = device_from_args(args)
     lut = build_lut(args.preset, device, batch=args.batch, path=args.output, overwrite=args.overwrite)
     outputs = {'plain': str(args.output)}
