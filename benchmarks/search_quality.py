@@ -248,15 +248,23 @@ def markdown_table(summary: dict[str, Any]) -> str:
         accs = entry['test_acc']
         return f"{np.mean(accs):.2f} ({', '.join(f'{a:.2f}' for a in accs)})"
 
-    lines = ['| target (ms) | LightNAS arch | argmax / export (ms) | entropy | LightNAS | random mean | random p75 | '
-             'random best | RSWS (best of pool) | NNI Proxyless | LightNAS rank among random |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    ranked = any('lightnas_landed_argmax' in entry for entry in summary['targets'])
+    lines = ['| target (ms) | LightNAS arch | argmax / export (ms) | entropy | LightNAS | '
+             + ('landed argmax of the same search | ' if ranked else '')
+             + 'random mean | random p75 | random best | RSWS (best of pool) | NNI Proxyless | '
+             'LightNAS rank among random |',
+             '| --- ' * (12 if ranked else 11) + '|']
     for entry in summary['targets']:
         lightnas, comparison = entry['lightnas'], entry['comparison']
+        how = {'ranking': f" (ranked, {lightnas.get('ranked_candidates')} candidates)", 'landing': ' (landed)'}.get(
+            lightnas.get('export_rule'), ' (landed)' if lightnas['landed'] else '')
+        landed = entry.get('lightnas_landed_argmax')
         lines.append(
             f"| {entry['target_ms']:.3f} | `{lightnas['arch']}` | {lightnas['argmax_ms']:.3f} / "
-            f"{lightnas['predicted_ms']:.3f}{' (landed)' if lightnas['landed'] else ''} | "
-            f"{100 * lightnas['alpha_entropy_fraction']:.0f} % | {cell(lightnas)} | {comparison['random_mean_acc']:.2f} | "
+            f"{lightnas['predicted_ms']:.3f}{how} | "
+            f"{100 * lightnas['alpha_entropy_fraction']:.0f} % | {cell(lightnas)} | "
+            + ((f"{cell(landed)} | " if landed else '- | ') if ranked else '')
+            + f"{comparison['random_mean_acc']:.2f} | "
             f"{comparison['random_p75_acc']:.2f} | {comparison['random_best_acc']:.2f} | "
             f"{cell(entry['supernet_ranked_random'])} | {cell(entry['nni_proxyless'])} | "
             f"{comparison['lightnas_rank_among_random']} of {len(entry['random']) + 1} |")
