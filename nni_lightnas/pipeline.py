@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -261,11 +262,17 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
     search_config = SearchConfig(preset=config.preset, target_ms=target_ms, seed=config.seed,
                                  data_dir=config.data_dir, **settings)
     class EpochCheckpoint(ModelCheckpoint):
-        """The newest epoch only; its own state key, beside run_search's warm-up checkpoint."""
+        """The newest epoch only, written atomically; its own state key, beside run_search's warm-up checkpoint."""
 
         @property
         def state_key(self) -> str:
             return 'nni_lightnas.pipeline.EpochCheckpoint'
+
+        def _save_checkpoint(self, trainer, filepath: str) -> None:
+            partial = f'{filepath}.partial'  # a kill while writing leaves no torn epoch=N.ckpt
+            super()._save_checkpoint(trainer, partial)
+            os.replace(partial, filepath)
+            self._last_checkpoint_saved = filepath
 
     saver = EpochCheckpoint(dirpath=str(checkpoints), filename='{epoch}', save_top_k=1, monitor=None,
                             every_n_epochs=1, save_on_train_epoch_end=True)
