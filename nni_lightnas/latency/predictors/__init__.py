@@ -17,8 +17,8 @@ Examples
 'ensemble'
 """
 
-from .base import FORMAT, PREDICTORS, FeatureEncoder, LatencyPredictor, load_latency_predictor, make_predictor, \
-    register_predictor
+from .base import FORMAT, PREDICTORS, PRETRAINED_PREDICTORS, FeatureEncoder, LatencyPredictor, \
+    load_latency_predictor, make_predictor, register_predictor
 from .additive import AdditivePredictor
 from .mlp import MLPPredictor
 from .gnn import GNNPredictor
@@ -33,7 +33,8 @@ BEST_KIND = 'ensemble'
 BEST_TRANSFER_KIND = 'transfer'
 
 __all__ = [
-    'BEST_KIND', 'BEST_TRANSFER_KIND', 'FORMAT', 'PREDICTORS', 'FeatureEncoder', 'LatencyPredictor', 'AdditivePredictor', 'MLPPredictor',
+    'BEST_KIND', 'BEST_TRANSFER_KIND', 'FORMAT', 'PREDICTORS', 'PRETRAINED_PREDICTORS', 'FeatureEncoder',
+    'LatencyPredictor', 'AdditivePredictor', 'MLPPredictor',
     'GNNPredictor', 'ResidualEnsemblePredictor', 'PredictorLatencyModel', 'load_predictor', 'load_latency_predictor',
     'make_predictor', 'register_predictor', 'TransferPredictor', 'PretrainTable', 'SourceLatencyNet',
     'pretrain_source_model', 'read_pretrain_table',

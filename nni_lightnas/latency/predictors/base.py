@@ -32,7 +32,8 @@ from torch import nn
 
 from ..graphs import ArchGraph, GraphSpace, space_from_dict
 
-__all__ = ['LatencyPredictor', 'PREDICTORS', 'register_predictor', 'make_predictor', 'load_latency_predictor',
+__all__ = ['LatencyPredictor', 'PREDICTORS', 'PRETRAINED_PREDICTORS', 'register_predictor', 'make_predictor',
+           'load_latency_predictor',
            'FeatureEncoder', 'FORMAT']
 
 _logger = logging.getLogger(__name__)
@@ -42,17 +43,31 @@ FORMAT = 'nni-lightnas-predictor/1'
 CONFIG_FILE = 'predictor.json'
 WEIGHTS_FILE = 'weights.pt'
 
-#: kind -> predictor class
+#: kind -> predictor class, for kinds fitted on the target's measurements alone
 PREDICTORS: dict[str, type['LatencyPredictor']] = {}
+#: kind -> predictor class, for kinds that also need pretraining data (``pretrain=``; other devices)
+PRETRAINED_PREDICTORS: dict[str, type['LatencyPredictor']] = {}
+
+
+def _kind_class(kind: str) -> type['LatencyPredictor'] | None:
+    return PREDICTORS.get(kind) or PRETRAINED_PREDICTORS.get(kind)
+
+
+def _known_kinds() -> list[str]:
+    return sorted({**PREDICTORS, **PRETRAINED_PREDICTORS})
 
 ArchInput = Sequence[Any]
 
 
 def register_predictor(cls: type['LatencyPredictor']) -> type['LatencyPredictor']:
-    """Class decorator: make ``cls`` available under ``cls.kind``."""
+    """Class decorator: make ``cls`` available under ``cls.kind``.
+
+    A class with ``needs_pretraining = True`` goes to :data:`PRETRAINED_PREDICTORS`, others to
+    :data:`PREDICTORS`; :func:`make_predictor` and :func:`load_latency_predictor` read both.
+    """
     if not cls.kind:
         raise ValueError(f'{cls.__name__} has no kind')
-    PREDICTORS[cls.kind] = cls
+    (PRETRAINED_PREDICTORS if cls.needs_pretraining else PREDICTORS)[cls.kind] = cls
     return cls
 
 
@@ -127,6 +142,8 @@ class LatencyPredictor(abc.ABC):
     """
 
     kind: ClassVar[str] = ''
+    #: True for kinds whose fit also needs other devices' measurements (``pretrain=``).
+    needs_pretraining: ClassVar[bool] = False
 
     def __init__(self, space: GraphSpace, *, seed: int = 0, **options: Any):
         if not isinstance(space, GraphSpace):
@@ -245,9 +262,10 @@ def make_predictor(kind: str, space: GraphSpace, *, seed: int = 0, **options: An
     from . import BEST_KIND, BEST_TRANSFER_KIND
     if kind == 'best':
         kind = BEST_TRANSFER_KIND if options.get('pretrain') is not None else BEST_KIND
-    if kind not in PREDICTORS:
-        raise ValueError(f'unknown predictor kind {kind!r}; accepted: {", ".join(sorted(PREDICTORS))}, best')
-    return PREDICTORS[kind](space, seed=seed, **options)
+    cls = _kind_class(kind)
+    if cls is None:
+        raise ValueError(f'unknown predictor kind {kind!r}; accepted: {", ".join(_known_kinds())}, best')
+    return cls(space, seed=seed, **options)
 
 
 def load_latency_predictor(directory: str | os.PathLike) -> LatencyPredictor:
@@ -265,9 +283,10 @@ def load_latency_predictor(directory: str | os.PathLike) -> LatencyPredictor:
     if config.get('format') != FORMAT:
         raise ValueError(f'{config_path}: unknown format {config.get("format")!r}; expected {FORMAT!r}')
     kind = config.get('kind')
-    if kind not in PREDICTORS:
-        raise ValueError(f'{config_path}: unknown predictor kind {kind!r}; accepted: {sorted(PREDICTORS)}')
-    predictor = PREDICTORS[kind](space_from_dict(config['space']), seed=config.get('seed', 0), **config['options'])
+    cls = _kind_class(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f'{config_path}: unknown predictor kind {kind!r}; accepted: {_known_kinds()}')
+    predictor = cls(space_from_dict(config['space']), seed=config.get('seed', 0), **config['options'])
     predictor.fit_info = dict(config.get('fit_info', {}))
     module = predictor._build()
     state = torch.load(directory / WEIGHTS_FILE, map_location='cpu', weights_only=True)

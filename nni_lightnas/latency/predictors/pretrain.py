@@ -185,8 +185,8 @@ class SourceLatencyNet(nn.Module):
         if not hidden:
             raise ValueError(f'hidden must list at least one width, got {list(hidden)}')
         self.encoder = FeatureEncoder(space, summary_gain=1.0)
-        self.trunk = nn.Sequential(*make_mlp(self.encoder.num_features, list(hidden[:-1]), out_features=int(hidden[-1])),
-                                   nn.ReLU())
+        layers = make_mlp(self.encoder.num_features, list(hidden[:-1]), out_features=int(hidden[-1]))
+        self.trunk = nn.Sequential(*layers, nn.ReLU())
         self.heads = nn.Linear(int(hidden[-1]), int(num_sources))
         self.register_buffer('source_mean', torch.zeros(int(num_sources)))
         self.register_buffer('source_std', torch.ones(int(num_sources)))

@@ -138,6 +138,7 @@ class TransferPredictor(LatencyPredictor):
     """
 
     kind = 'transfer'
+    needs_pretraining = True
 
     def __init__(self, space: GraphSpace, *, seed: int = 0, pretrain: Pretraining | None = None, **options: Any):
         super().__init__(space, seed=seed, **options)
