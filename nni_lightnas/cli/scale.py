@@ -60,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
                                          batch_size=args.batch_size, seed=args.seed)
         summary.update(accuracy_before=before, accuracy_after=after, train_steps=args.train_steps)
     if args.output:
+        from nni_lightnas.atomic import atomic_write, atomic_write_json
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
-        (output / 'summary.json').write_text(json.dumps(summary, indent=2, default=float))
-        result.history.to_csv(output / 'history.csv', index=False)
+        atomic_write_json(output / 'summary.json', summary, default=float)
+        with atomic_write(output / 'history.csv', newline='') as file:
+            result.history.to_csv(file, index=False)
         summary['output'] = str(output)
     print(json.dumps(summary, default=float))
     return 0

@@ -164,10 +164,8 @@ class FlopsChannelLatency(ChannelLatencyModel):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model as JSON; :func:`make_channel_latency_model` reads it back from the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**self.describe(), 'preset_config': self.config.to_dict()}, indent=1))
-        return path
+        from nni_lightnas.atomic import atomic_write_json
+        return atomic_write_json(path, {**self.describe(), 'preset_config': self.config.to_dict()}, indent=1)
 
 
 class MeasuredChannelLatency(ChannelLatencyModel):

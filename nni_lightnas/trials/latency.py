@@ -149,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = {'arch': arch, 'preset': args.preset, 'batch': args.batch, **widths, **result.to_dict()}
     output_dir = Path(os.environ.get('NNI_OUTPUT_DIR', '.'))
     if 'NNI_OUTPUT_DIR' in os.environ:
-        (output_dir / 'latency.json').write_text(json.dumps(record, indent=2, default=str))
+        from nni_lightnas.atomic import atomic_write_json
+        atomic_write_json(output_dir / 'latency.json', record, default=str)
     print(json.dumps(record, default=str))
     _logger.info('%s on %s: %.4f ms (IQR %.4f ms)', arch, result.device, result.median_ms, result.iqr_ms)
     nni.report_final_result(metrics)
