@@ -5,6 +5,10 @@ latency model, ``latency_model.json``) to ``--output`` and starts it with ``nnic
 (the web UI address is printed), or with ``--in-process`` runs the same tuner and trial
 code in this process without NNI's manager.
 
+A budget that even the narrowest widths exceed is refused before anything is written
+(:func:`check_budget`); after ``nnictl create``, :func:`watch_start` waits for the first
+trial and stops an experiment whose tuner failed, printing the tuner's error.
+
 Examples
 --------
 ::
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -24,7 +30,11 @@ from typing import Any
 
 from nni_lightnas.atomic import atomic_write_text, check_output_path
 
-__all__ = ['add_arguments', 'run', 'write_experiment', 'check_budget', 'EVOLUTION_CLASS']
+from .errors import ExperimentStartError
+
+__all__ = ['add_arguments', 'run', 'write_experiment', 'check_budget', 'watch_start', 'EVOLUTION_CLASS']
+
+_logger = logging.getLogger(__name__)
 
 EVOLUTION_CLASS = 'nni_lightnas.strategies.evolution.LightNASEvolution'
 
@@ -56,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='NNI experimentWorkingDirectory (default: ~/nni-experiments)')
     parser.add_argument('--no-start', action='store_true', help='only write the experiment files')
     parser.add_argument('--in-process', action='store_true', help='run the evolution here, without nnictl')
+    parser.add_argument('--start-timeout', type=float, default=60.0,
+                        help='seconds to watch a started experiment for its first trial; a tuner that fails '
+                             'meanwhile stops the experiment with its error (default 60)')
 
 
 def _trial_command(python: str, options: dict[str, Any]) -> str:
@@ -218,6 +231,61 @@ def run(args: argparse.Namespace) -> int:
         print(f'start it with: nnictl create --config {config_path} --port {args.port}')
         return 0
     completed = subprocess.run([_nnictl(), 'create', '--config', str(config_path), '--port', str(args.port)])
-    if completed.returncode == 0:
-        print(f'NNI web UI: http://127.0.0.1:{args.port}  (stop with: nnictl stop --port {args.port})')
-    return completed.returncode
+    if completed.returncode != 0:
+        raise ExperimentStartError(f'nnictl create --config {config_path} --port {args.port} failed with exit code '
+                                   f'{completed.returncode} (its message is above); is the port free?')
+    watch_start(args.port, timeout_s=args.start_timeout)
+    print(f'NNI web UI: http://127.0.0.1:{args.port}  (stop with: nnictl stop --port {args.port})')
+    return 0
+
+
+def _rest(port: int, route: str) -> Any:
+    import urllib.request
+    with urllib.request.urlopen(f'http://127.0.0.1:{port}/api/v1/nni/{route}', timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _dispatcher_error(log: Path) -> str | None:
+    """The error the tuner's dispatcher logged (its exception line), or ``None``."""
+    if not log.is_file():
+        return None
+    lines = [line.strip() for line in log.read_text(errors='replace').splitlines() if line.strip()]
+    if not any('Traceback' in line or ' ERROR ' in f' {line} ' for line in lines):
+        return None
+    for line in reversed(lines):
+        if re.match(r'^[\w.]+(Error|Exception|Exit)\b.*:', line):
+            return line
+    return next(line for line in reversed(lines) if 'ERROR' in line or 'Traceback' in line)
+
+
+def watch_start(port: int, *, timeout_s: float = 60.0, poll_s: float = 1.0) -> None:
+    """Wait until the experiment on ``port`` submits its first trial; stop it if its tuner failed.
+
+    NNI keeps an experiment whose tuner crashed at start RUNNING, with the error only in
+    ``dispatcher.log``: this reads that log, and on an error stops the experiment and raises
+    :class:`~nni_lightnas.cli.errors.ExperimentStartError` with the tuner's error line. After
+    ``timeout_s`` without a trial or an error it returns (a slow first trial is not an error).
+    """
+    import subprocess
+    import time
+
+    profile = _rest(port, 'experiment')
+    experiment_id = profile.get('id', '?')
+    log = Path(profile.get('logDir', '')) / 'log' / 'dispatcher.log'
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = _rest(port, 'check-status')
+        error = _dispatcher_error(log)
+        if error is None and status.get('status') == 'ERROR':
+            error = '; '.join(str(e) for e in status.get('errors', [])) or 'status ERROR'
+        if error is not None:
+            subprocess.run([_nnictl(), 'stop', experiment_id], capture_output=True, timeout=120)
+            raise ExperimentStartError(f'NNI experiment {experiment_id}: the tuner failed to start: {error}. The '
+                                       f'experiment was stopped; full log: {log}')
+        if _rest(port, 'trial-jobs'):
+            return
+        if time.monotonic() > deadline:
+            _logger.warning('NNI experiment %s: no trial after %.0f s; watch it in the web UI', experiment_id,
+                            timeout_s)
+            return
+        time.sleep(poll_s)
