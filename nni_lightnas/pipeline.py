@@ -42,11 +42,19 @@ from typing import Any, Callable
 from .atomic import atomic_write, atomic_write_json, atomic_write_text
 from .pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
 
-__all__ = ['STAGES', 'PipelineConfig', 'PipelineConfigError', 'run_pipeline', 'load_pipeline_config']
+__all__ = ['STAGES', 'PipelineConfig', 'PipelineConfigError', 'StageError', 'run_pipeline', 'load_pipeline_config']
 
 _logger = logging.getLogger(__name__)
 
 STAGES = ('profile', 'search', 'evolve', 'train', 'export', 'report')
+
+
+class StageError(RuntimeError):
+    """A stage run as a subprocess reported a user or environment error (one line, with its exit code)."""
+
+    def __init__(self, message: str, *, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _digest(value: Any) -> str:
@@ -301,6 +309,10 @@ def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, dir
         command += ['--data-dir', config.data_dir]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
+        reported = [line for line in completed.stderr.splitlines() if line.startswith('nni-lightnas evolve: error:')]
+        if reported and completed.returncode in (1, 2):  # the evolve command's own one-line error
+            raise StageError(f'evolve stage: {reported[-1].split("error:", 1)[1].strip()}',
+                             exit_code=completed.returncode)
         raise RuntimeError(f'evolve stage failed ({completed.returncode}): {completed.stderr[-2000:]}')
     trials, best = [], None
     for line in completed.stdout.splitlines():

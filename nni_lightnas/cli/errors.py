@@ -92,6 +92,9 @@ def describe_user_error(error: BaseException) -> tuple[str, int] | None:
         return _os_error_line(error)
     if isinstance(error, ExperimentStartError):
         return str(error), ENVIRONMENT_EXIT
+    from nni_lightnas.pipeline import StageError
+    if isinstance(error, StageError):
+        return str(error), error.exit_code
     try:
         from nni_lightnas.latency.errors import DeviceError
     except ImportError:  # pragma: no cover - torch missing
