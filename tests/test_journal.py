@@ -90,3 +90,30 @@ def test_a_file_that_is_no_lut_is_named(tmp_path, content, message):
     with pytest.raises(LUTFormatError, match=message) as caught:
         LatencyLUT.load(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_full_disk_mid_build_leaves_a_torn_row_that_the_resume_measures_again(built, tmp_path, caplog):
+    """A real short write: the build runs under a file size limit (RLIMIT_FSIZE) that cuts a row."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    lines = built.read_text().split('\n')
+    kept_rows = 4
+    limit = sum(len(line) + 1 for line in lines[:2 + kept_rows]) + 20  # 20 bytes into the next row
+    path = tmp_path / 'small_disk' / 'lut.csv'
+    script = (f'import resource, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n'
+              'from latency_fakes import ParamsDevice\nfrom nni_lightnas.latency.lut import build_lut\n'
+              f'resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n'
+              f"build_lut('tiny', ParamsDevice(num_runs=3, num_warmup_runs=0), batch={BATCH}, path={str(path)!r})\n")
+    completed = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
+    assert completed.returncode != 0 and 'File too large' in completed.stderr, completed.stderr[-2000:]
+    assert path.stat().st_size == limit  # the last row was cut where the disk ran full
+    device = ParamsDevice(num_runs=3, num_warmup_runs=0)
+    with caplog.at_level(logging.WARNING, logger='nni_lightnas.latency.lut'):
+        lut = build_lut('tiny', device, batch=BATCH, path=path)
+    torn = f'{path}, line {2 + kept_rows + 1}: torn: the last line has no line end'
+    assert any(torn in record.getMessage() for record in caplog.records), caplog.text
+    total = len(lut_entries('tiny', BATCH))
+    assert device.calls == total - kept_rows and len(lut.table) == total
+    assert LatencyLUT.load(path).table.equals(LatencyLUT.load(built).table.assign(
+        measured_at=LatencyLUT.load(path).table['measured_at']))
