@@ -82,6 +82,12 @@ def default_batch(preset_or_config: Any) -> int:
     return 32 if config.input_size <= 64 else 1
 
 
+def _is_foreign_space(space: Any) -> bool:
+    """Whether ``space`` is an NNI model space other than a ``LightNASSpace`` (read by :mod:`.space_lut`)."""
+    from nni_lightnas.search_spaces import LightNASSpace
+    return isinstance(space, nn.Module) and not isinstance(space, LightNASSpace)
+
+
 def resolve_space(space: Any) -> tuple[Any, dict[str, list[str]]]:
     """``(SpaceConfig, candidates)`` from a ``LightNASSpace``, a preset name or a ``SpaceConfig``."""
     from nni_lightnas.search_spaces import OP_NAMES, LightNASSpace, SpaceConfig, layer_specs, resolve_config
@@ -90,7 +96,9 @@ def resolve_space(space: Any) -> tuple[Any, dict[str, list[str]]]:
     if isinstance(space, (str, SpaceConfig)):
         config = resolve_config(space)
         return config, {spec.label: list(OP_NAMES) for spec in layer_specs(config)}
-    raise TypeError(f'space must be a LightNASSpace, a preset name or a SpaceConfig, got {type(space).__name__}')
+    raise TypeError(f'space must be a LightNASSpace, a preset name or a SpaceConfig, got {type(space).__name__}'
+                    + ('; for any other NNI model space, pass example_input= to build_lut'
+                       if isinstance(space, nn.Module) else ''))
 
 
 def _shape_key(shape: Sequence[int]) -> str:
@@ -351,6 +359,10 @@ class LatencyLUT(LatencyModel):
         """Raise :class:`LUTMismatchError` unless this LUT fits ``space`` (and batch/device/threads if given)."""
         expected: dict[str, Any] = {'batch': batch, 'device': device, 'threads': threads}
         in_memory = 'format' not in self.metadata  # a table built in code: only its rows can be checked
+        if _is_foreign_space(space):
+            from .space_lut import check_space_compatible
+            check_space_compatible(self, space, source=source)
+            space = None
         if space is not None:
             config, candidates = resolve_space(space)
             expected.update({'space_fingerprint': config.fingerprint(), 'input_size': config.input_size,
@@ -499,13 +511,15 @@ class LatencyLUT(LatencyModel):
 
 def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str | os.PathLike | None = None,
               overhead: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None,
-              overwrite: bool = False) -> LatencyLUT:
+              overwrite: bool = False, example_input: torch.Tensor | None = None) -> LatencyLUT:
     """Measure the LUT of ``space`` on ``device``, row by row, resumable.
 
     Parameters
     ----------
     space
-        A ``LightNASSpace`` (its candidates), a preset name or a ``SpaceConfig`` (all seven ops).
+        A ``LightNASSpace`` (its candidates), a preset name or a ``SpaceConfig`` (all seven ops);
+        or any NNI ``ModelSpace`` with ``LayerChoice`` layers, given ``example_input``
+        (:func:`~nni_lightnas.latency.space_lut.build_space_lut`).
     device
         Where to measure (:class:`~nni_lightnas.latency.device.Device`).
     batch
@@ -523,6 +537,8 @@ def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str
         to stop, and the rows written so far stay.
     overwrite
         Start a fresh table even if ``path`` exists.
+    example_input
+        One input batch of a model space other than ours (its shape fixes the batch).
 
     Returns
     -------
@@ -530,6 +546,16 @@ def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str
         The complete table.
     """
     from nni_lightnas.export import onnx_bytes
+    if _is_foreign_space(space):
+        from .space_lut import build_space_lut
+        if example_input is None:
+            raise ValueError(f'build_lut of a {type(space).__name__} (not a LightNAS preset) needs example_input=, '
+                             f'one input batch such as torch.randn(1, 3, 32, 32); its shape is measured')
+        if batch is not None and int(batch) != int(example_input.shape[0]):
+            raise ValueError(f'batch={batch} disagrees with example_input of shape {list(example_input.shape)}; '
+                             f'the batch is the example input\'s first dimension')
+        return build_space_lut(space, device, example_input=example_input, path=path, overhead=overhead,
+                               overwrite=overwrite, on_row=on_row)
     config, _ = resolve_space(space)
     batch = default_batch(config) if batch is None else int(batch)
     entries = lut_entries(space, batch)
