@@ -4,9 +4,9 @@
 directory. Each stage writes its artifacts into its own folder and, last, a ``stage.json``
 marker holding the hash of its inputs (its settings and the markers of the stages it reads).
 On a rerun a stage whose marker matches is skipped, so an interrupted run continues at the
-stage it stopped in (the search stage within it, from its last finished epoch), and changing
-one setting reruns only what depends on it;
-``from_stage`` forces a stage and everything after it. Several targets share the one
+stage it stopped in (the search and the training within it, from their last finished epoch),
+and changing one setting reruns only what depends on it; ``from_stage`` forces a stage and
+everything after it. Several targets share the one
 profiled device and one warmed-up supernet (``supernet/warmup-*.ckpt``: the first target's
 search saves it at the end of its warm-up, the others start from it).
 
@@ -19,7 +19,7 @@ Layout of a run directory::
     T0.85ms/search/                      arch.json, history.csv, alpha.json, summary.json
     T0.85ms/search/checkpoints/          the newest epoch's checkpoint while the search runs (resume)
     T0.85ms/evolve/                      trials.jsonl, best.json (stage-2 widths)
-    T0.85ms/train/                       model.pt, metrics.json
+    T0.85ms/train/                       model.pt, metrics.json (checkpoints/ while it trains)
     T0.85ms/export/                      model.onnx, measure.json
     report/report.html                   figures (PNG) and tables (CSV) beside it
 """
@@ -151,8 +151,10 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
                            {'search': search_out['_hash'], 'seed': config.seed, **config.evolve},
                            lambda d: _evolve(config, target_ms, search_out['arch'], int(lut.metadata.get('batch', 1)),
                                              d), label)
-        train_out = stage('train', base / 'train', {'evolve': evolve_out['_hash'], **config.train},
-                          lambda d: _train(config, search_out['arch'], evolve_out['widths'], d), label)
+        train_inputs = {'evolve': evolve_out['_hash'], **config.train}
+        train_out = stage('train', base / 'train', train_inputs,
+                          lambda d: _train(config, search_out['arch'], evolve_out['widths'], d, _digest(train_inputs)),
+                          label)
         export_out = stage('export', base / 'export', {'train': train_out['_hash'], **config.measure},
                            lambda d: _export_and_measure(config, search_out['arch'], evolve_out['widths'],
                                                          Path(train_out['weights']), lut, d), label)
@@ -218,20 +220,62 @@ _CHECKPOINTS = 'checkpoints'
 
 
 def _latest_checkpoint(directory: Path, inputs_hash: str) -> tuple[Path, int] | None:
-    """The newest per-epoch checkpoint of an interrupted search with these inputs, and its epoch."""
+    """The newest per-epoch checkpoint of an interrupted stage with these inputs, and its epoch.
+
+    Checkpoints of other inputs (a changed setting) are removed, and the folder is stamped
+    with ``inputs_hash`` for the run that follows.
+    """
     stamp = directory / 'inputs_hash'
-    if not stamp.is_file() or stamp.read_text().strip() != inputs_hash:
-        return None
     found = []
-    for path in directory.glob('epoch=*.ckpt'):
-        try:
-            found.append((int(path.stem.split('=', 1)[1]), path))
-        except ValueError:
-            continue
-    if not found:
-        return None
-    epoch, path = max(found)
-    return path, epoch
+    if stamp.is_file() and stamp.read_text().strip() == inputs_hash:
+        for path in directory.glob('epoch=*.ckpt'):
+            try:
+                found.append((int(path.stem.split('=', 1)[1]), path))
+            except ValueError:
+                continue
+    if found:
+        epoch, path = max(found)
+        return path, epoch
+    shutil.rmtree(directory, ignore_errors=True)
+    atomic_write_text(stamp, inputs_hash)
+    return None
+
+
+def _epoch_checkpointing(directory: Path, *, rng: bool = False) -> list[Any]:
+    """Lightning callbacks: the newest epoch's checkpoint in ``directory``, written atomically.
+
+    ``rng`` also saves and restores torch's global random state, so a resumed training draws
+    the same batches and dropout masks as an uninterrupted one (the LightNAS strategy keeps
+    its own).
+    """
+    import torch
+    from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+    class EpochCheckpoint(ModelCheckpoint):
+        """The newest epoch only, written atomically; its own state key, beside run_search's warm-up checkpoint."""
+
+        @property
+        def state_key(self) -> str:
+            return 'nni_lightnas.pipeline.EpochCheckpoint'
+
+        def _save_checkpoint(self, trainer, filepath: str) -> None:
+            partial = f'{filepath}.partial'  # a kill while writing leaves no torn epoch=N.ckpt
+            super()._save_checkpoint(trainer, partial)
+            os.replace(partial, filepath)
+            self._last_checkpoint_saved = filepath
+
+    class RandomState(Callback):
+        """torch's global random state, saved with each checkpoint and restored on resume."""
+
+        def state_dict(self) -> dict[str, Any]:
+            return {'torch': torch.get_rng_state()}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            torch.set_rng_state(state_dict['torch'])
+
+    callbacks: list[Any] = [EpochCheckpoint(dirpath=str(directory), filename='{epoch}', save_top_k=1, monitor=None,
+                                            every_n_epochs=1, save_on_train_epoch_end=True)]
+    return callbacks + [RandomState()] if rng else callbacks
 
 
 def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
@@ -243,17 +287,10 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
     the one an uninterrupted search gives (the strategy restores alpha, lambda, optimizers and
     the data order). The folder is removed when the search finishes.
     """
-    import shutil
-
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
     from .search import SearchConfig, run_search
     settings = {key: value for key, value in config.search.items()}
     checkpoints = directory / _CHECKPOINTS
     resume = _latest_checkpoint(checkpoints, inputs_hash)
-    if resume is None:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        atomic_write_text(checkpoints / 'inputs_hash', inputs_hash)
     reuse = shared_warmup is not None and shared_warmup.is_file()
     warmup_from, save_warmup_to = (shared_warmup, None) if reuse else (None, shared_warmup)
     if resume is not None:
@@ -269,23 +306,8 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
             save_warmup_to = None  # past the warm-up: the other targets warm up themselves
     search_config = SearchConfig(preset=config.preset, target_ms=target_ms, seed=config.seed,
                                  data_dir=config.data_dir, **settings)
-    class EpochCheckpoint(ModelCheckpoint):
-        """The newest epoch only, written atomically; its own state key, beside run_search's warm-up checkpoint."""
-
-        @property
-        def state_key(self) -> str:
-            return 'nni_lightnas.pipeline.EpochCheckpoint'
-
-        def _save_checkpoint(self, trainer, filepath: str) -> None:
-            partial = f'{filepath}.partial'  # a kill while writing leaves no torn epoch=N.ckpt
-            super()._save_checkpoint(trainer, partial)
-            os.replace(partial, filepath)
-            self._last_checkpoint_saved = filepath
-
-    saver = EpochCheckpoint(dirpath=str(checkpoints), filename='{epoch}', save_top_k=1, monitor=None,
-                            every_n_epochs=1, save_on_train_epoch_end=True)
     summary = run_search(search_config, lut, directory, warmup_from=warmup_from, save_warmup_to=save_warmup_to,
-                         enable_checkpointing=True, callbacks=[saver])
+                         enable_checkpointing=True, callbacks=_epoch_checkpointing(checkpoints))
     shutil.rmtree(checkpoints, ignore_errors=True)
     return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
             'warmup_reused': summary['warmup_reused'], 'argmax_arch': summary['argmax_arch'],
@@ -339,7 +361,9 @@ def _build_net(config: PipelineConfig, arch: str, widths: dict[str, Any]):
     return LightNet(arch, config.preset, mid_chs=mid_chs, stage_out_chs=stage_out_chs)
 
 
-def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory: Path) -> dict[str, Any]:
+def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory: Path,
+           inputs_hash: str = '') -> dict[str, Any]:
+    """Train the final net; like the search, it checkpoints every epoch and a rerun continues from the last."""
     import pytorch_lightning as pl
     import torch
     from torch.utils.data import DataLoader
@@ -355,11 +379,18 @@ def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory:
     train_data = load_for_preset(config.preset, 'train', config.data_dir, limit=settings.get('train_limit'))
     test_data = load_for_preset(config.preset, 'test', config.data_dir, limit=settings.get('test_limit'))
     batch_size = int(settings.get('batch_size', 128))
+    checkpoints = directory / _CHECKPOINTS
+    resume = _latest_checkpoint(checkpoints, inputs_hash)
     trainer = pl.Trainer(max_epochs=int(settings.get('epochs', 3)), accelerator=settings.get('accelerator', 'cpu'),
-                         devices=1, logger=False,
-                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=True,
+                         devices=1, logger=False, callbacks=_epoch_checkpointing(checkpoints, rng=True),
+                         enable_checkpointing=True, enable_model_summary=False, enable_progress_bar=True,
                          num_sanity_val_steps=0)
-    trainer.fit(module, DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True))
+    if resume is not None:
+        _logger.info('resuming the training from %s (epoch %d finished)', resume[0], resume[1] + 1)
+    # The module's hyper-parameters name its loss and optimizer classes: allowed, nothing else is.
+    with torch.serialization.safe_globals([torch.nn.CrossEntropyLoss, torch.optim.SGD]):
+        trainer.fit(module, DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True),
+                    ckpt_path=str(resume[0]) if resume is not None else None, weights_only=True)
     metrics = trainer.validate(module, DataLoader(test_data, batch_size=512), verbose=False)[0]
     weights = directory / 'model.pt'
     with atomic_write(weights, 'wb') as file:
@@ -368,8 +399,10 @@ def _train(config: PipelineConfig, arch: str, widths: dict[str, Any], directory:
     from .flops import count_macs_params
     flops_m = count_macs_params(net, (1, *net.input_shape)).flops_m
     result = {'weights': str(weights), 'test_acc': float(metrics['val_acc']), 'test_loss': float(metrics['val_loss']),
-              'params_m': params_m, 'flops_m': flops_m}
+              'params_m': params_m, 'flops_m': flops_m,
+              'resumed_after_epochs': resume[1] + 1 if resume is not None else 0}
     atomic_write_json(directory / 'metrics.json', result)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return result
 
 
