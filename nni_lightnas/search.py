@@ -4,10 +4,14 @@
 ``NasExperiment`` with the :class:`~nni_lightnas.strategies.LightNAS` strategy and writes,
 into ``output_dir``:
 
-* ``arch.json``: the NNI sample dict and the LightNet string;
+* ``arch.json``: the NNI sample dict (``arch``), its ``arch_string`` (``label=op,...``) and, for our
+  presets, the LightNet string;
 * ``history.csv``: one row per epoch (lambda, argmax and expected latency, temperature, ...);
-* ``summary.json``: ``target_ms``, ``arch`` and ``exported_ms`` (the export), ``argmax_arch`` and
-  ``argmax_ms`` (the plain argmax of alpha), ``landed`` (whether the landing step moved the export),
+* ``summary.json``: ``target_ms``, ``arch`` and ``exported_ms`` (the export: a LightNet string for our
+  presets, the ``arch_string`` for any other space), ``sample`` (the export as ``{label: op}``),
+  ``argmax_arch`` and ``argmax_ms`` (the plain argmax of alpha), ``landed`` (whether the landing step
+  moved the export), ``within_tolerance`` and ``nearest_feasible`` (no architecture lay within
+  ``landing_tolerance`` of the target, so the nearest one was exported),
   the final alpha entropy as a fraction of its maximum, ``epochs``, ``seconds`` and more;
 * ``alpha.json``: softmax(alpha) per layer.
 """
@@ -140,13 +144,43 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
+def _any_space_data(config: SearchConfig, space: Any, dataset: Any,
+                    latency_model: Any) -> tuple[DataLoader, DataLoader, int]:
+    """Loaders of ``dataset`` for a model space other than ours, and its number of classes (a dry run)."""
+    from .data import split_train_arch
+    from .search_spaces.nni_space import space_candidates
+    space_candidates(space)  # an unsupported mutable is named before anything else
+    if dataset is None:
+        raise ValueError(f'searching a {type(space).__name__} (not one of our presets) needs dataset=, a torch '
+                         f'Dataset of (input, label) pairs to train the supernet on')
+    from .latency.lut import LatencyLUT
+    if isinstance(latency_model, LatencyLUT):
+        latency_model.check_compatible(space)
+    weights_part, arch_part = split_train_arch(dataset, config.arch_fraction, seed=config.seed)
+    train_loader = DataLoader(weights_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
+    arch_loader = DataLoader(arch_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
+    if len(train_loader) == 0 or len(arch_loader) == 0:
+        raise ValueError(f'batch_size={config.batch_size} is larger than a split of the {len(dataset)} examples '
+                         f'(arch_fraction={config.arch_fraction}); lower it or give more data')
+    example = torch.stack([weights_part[index][0] for index in range(min(2, len(weights_part)))])
+    was_training = space.training
+    space.eval()
+    with torch.no_grad():
+        output = space(example)
+    space.train(was_training)
+    return train_loader, arch_loader, int(output.shape[-1])
+
+
 def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLike | None = None, *,
-               space: Any = None, save_warmup_to: str | os.PathLike | None = None,
+               space: Any = None, dataset: Any = None, save_warmup_to: str | os.PathLike | None = None,
                warmup_from: str | os.PathLike | None = None, **trainer_kwargs) -> dict[str, Any]:
     """Run one LightNAS search; returns the summary (also written to ``output_dir``).
 
     ``space`` is the model space to search (default: ``LightNASSpace(config.preset)``), e.g. a
-    reduced space from BBSSP profiling; its input shape picks the data.
+    reduced space from BBSSP profiling; its input shape picks the data. Any other NNI model
+    space with ``LayerChoice`` layers works too, with its own training ``dataset`` (a torch
+    ``Dataset`` of ``(input, label)`` pairs, split by ``config.arch_fraction``); the number of
+    classes is read from the space's output on one batch, and ``config.preset`` is not used.
 
     The fair warm-up does not depend on the target (lambda is 0 and alpha does not move), so
     several targets can share one warmed-up supernet: ``save_warmup_to`` writes a checkpoint
@@ -160,10 +194,17 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     >>> lut = LatencyLUT.load('runs/lut.csv', space='fashion_mnist')  # doctest: +SKIP
     >>> run_search(SearchConfig(target_ms=0.9, epochs=6), lut, 'runs/search')['predicted_ms']  # doctest: +SKIP
     0.9012
+
+    Any NNI model space, with its own data:
+
+    >>> lut = build_lut(MySpace(), LocalDevice(), example_input=torch.randn(8, 40, 49))  # doctest: +SKIP
+    >>> run_search(SearchConfig(target_ms=0.05), lut, space=MySpace(), dataset=train_set)['arch']  # doctest: +SKIP
+    'block0=conv5,block1=skip'
     """
     from nni.nas.experiment import NasExperiment
 
     from .search_spaces import LightNASSpace
+    from .search_spaces.nni_space import arch_string
     from .strategies import LightNAS
 
     torch.manual_seed(config.seed)
@@ -189,10 +230,18 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
         trainer_kwargs = {**trainer_kwargs, 'enable_checkpointing': True,
                           'callbacks': [*trainer_kwargs.get('callbacks', []), saver]}
     space = LightNASSpace(config.preset) if space is None else space
-    train_loader, arch_loader = _data_loaders(config, space.config)
+    ours = isinstance(space, LightNASSpace)
+    if ours:
+        if dataset is not None:
+            raise ValueError(f'dataset= is for model spaces other than ours; a LightNASSpace reads the data of its '
+                             f'preset ({space.config.name!r}), got a {type(dataset).__name__}')
+        train_loader, arch_loader = _data_loaders(config, space.config)
+        num_classes = space.config.num_classes
+    else:
+        train_loader, arch_loader, num_classes = _any_space_data(config, space, dataset, latency_model)
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
                                       learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-                                      num_classes=space.config.num_classes,
+                                      num_classes=num_classes,
                                       **{'accelerator': config.accelerator, **trainer_kwargs})
     experiment = NasExperiment(space, evaluator, strategy)
     start = time.perf_counter()
@@ -207,12 +256,18 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     history = strategy.history()
     last = history.iloc[-1] if len(history) else {}
     schedule = strategy.oneshot_module.schedule
-    summary = {'target_ms': config.target_ms, 'predicted_ms': result['predicted_ms'], 'arch': result['lightnet'],
-               'exported_ms': result['predicted_ms'],
+    summary = {'target_ms': config.target_ms, 'predicted_ms': result['predicted_ms'],
+               'arch': result['lightnet'] if ours else result['arch_string'], 'sample': result['arch'],
+               'arch_string': result['arch_string'], 'exported_ms': result['predicted_ms'],
+               'within_tolerance': result.get('within_tolerance'),
+               'nearest_feasible': result.get('nearest_feasible', False),
                'relative_error': result['relative_error'], 'lambda': result['lambda'], 'epochs': config.epochs,
-               'argmax_arch': result['argmax_lightnet'], 'argmax_ms': result['argmax_ms'],
+               'argmax_arch': result['argmax_lightnet'] if ours else
+               arch_string(strategy.oneshot_module.argmax_arch(), strategy.oneshot_module.labels),
+               'argmax_ms': result['argmax_ms'],
                'argmax_relative_error': result['argmax_relative_error'], 'landed': result['landed'],
-               'seconds': seconds, 'preset': config.preset, 'space': space.config.name,
+               'seconds': seconds, 'preset': config.preset if ours else None,
+               'space': space.config.name if ours else f'{type(space).__module__}:{type(space).__qualname__}',
                'latency_range_ms': list(strategy.latency_range_ms),
                'final_val_acc': history['val_acc'].iloc[-1] if 'val_acc' in history and len(history) else None,
                'warmup_reused': warmup_from is not None,
@@ -229,8 +284,8 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     if output_dir is not None:
         output = Path(output_dir)
         output.mkdir(parents=True, exist_ok=True)
-        (output / 'arch.json').write_text(json.dumps({'arch': result['arch'], 'lightnet': result['lightnet']},
-                                                     indent=2))
+        (output / 'arch.json').write_text(json.dumps({'arch': result['arch'], 'arch_string': result['arch_string'],
+                                                      **({'lightnet': result['lightnet']} if ours else {})}, indent=2))
         history.to_csv(output / 'history.csv', index=False)
         (output / 'alpha.json').write_text(json.dumps(strategy.probabilities(), indent=2))
         (output / 'summary.json').write_text(json.dumps(summary, indent=2, default=float))

@@ -16,7 +16,12 @@ within ``tolerance``, keeping as much of what alpha learned as possible:
 * For any other model (a predictor), the architectures that differ from the argmax in at most
   two layers are scored with :meth:`predict`.
 
-Returns ``None`` when nothing within the tolerance is found; the caller keeps the argmax.
+When no architecture lies within the tolerance (a target between two reachable latencies, or a
+predictor whose neighbourhood of the argmax misses it), the *nearest* architecture is returned
+instead, with a warning: for a table, the reachable latency sum nearest the target (the most
+probable architecture there); for a predictor, the nearest of the argmax's neighbourhood,
+improved one layer at a time while that brings it nearer. :func:`is_within` tells the caller which
+case it got. ``nearest=False`` returns ``None`` instead (the caller keeps the argmax).
 
 Nothing here is specific to time: given an energy model (a LUT's
 :meth:`~nni_lightnas.latency.lut.LatencyLUT.energy_view`) and a target in mJ, it lands on an energy
@@ -45,7 +50,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-__all__ = ['land_on_target']
+__all__ = ['land_on_target', 'is_within']
 
 _logger = logging.getLogger(__name__)
 
@@ -56,8 +61,8 @@ _MAX_GRID = 2_000_000
 
 
 def land_on_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, target_ms: float,
-                   tolerance: float) -> dict[str, str] | None:
-    """The most probable architecture with ``|LAT / target_ms - 1| <= tolerance``, or ``None``.
+                   tolerance: float, nearest: bool = True) -> dict[str, str] | None:
+    """The most probable architecture with ``|LAT / target_ms - 1| <= tolerance``, else the nearest one.
 
     Parameters
     ----------
@@ -69,6 +74,19 @@ def land_on_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, targ
         The target, in the model's unit (ms; mJ for an energy model).
     tolerance
         Allowed relative error (0.01 = 1%).
+    nearest
+        When nothing lies within the tolerance, return the nearest architecture (with a
+        warning); ``False``: return ``None``.
+
+    Examples
+    --------
+    Nothing lies within 1% of 1.5 ms; the nearest architecture is returned:
+
+    >>> import pandas as pd, torch
+    >>> from nni_lightnas.latency.lut import LatencyLUT
+    >>> table = pd.DataFrame({'kind': 'op', 'layer': ['a', 'a'], 'op': ['x', 'y'], 'latency_ms': [1.0, 1.6]})
+    >>> land_on_target(LatencyLUT(table, {}), {'a': torch.tensor([0.9, 0.1]).log()}, target_ms=1.5, tolerance=0.01)
+    {'a': 'y'}
     """
     if not tolerance > 0:
         raise ValueError(f'tolerance must be > 0, got tolerance={tolerance!r}')
@@ -76,16 +94,42 @@ def land_on_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, targ
               for label in latency_model.labels}
     from nni_lightnas.latency.lut import LatencyLUT
     if isinstance(latency_model, LatencyLUT):
-        return _knapsack(latency_model, scores, target_ms, tolerance)
-    return _neighbourhood(latency_model, scores, target_ms, tolerance)
+        landed, closest = _knapsack(latency_model, scores, target_ms, tolerance)
+    else:
+        landed, closest = _neighbourhood(latency_model, scores, target_ms, tolerance)
+        if landed is None and nearest:
+            closest = _descend(latency_model, scores, closest, target_ms, tolerance)
+            if is_within(latency_model.predict(closest), target_ms, tolerance):
+                return closest
+    if landed is not None or not nearest:
+        return landed
+    value = latency_model.predict(closest)
+    _logger.warning('no architecture lies within %.1f%% of the target %.4f; exporting the nearest one, %.4f '
+                    '(%+.1f%%)', 100 * tolerance, target_ms, value, 100 * (value / target_ms - 1.0))
+    return closest
 
 
-def _within(latency_ms: float, target_ms: float, tolerance: float) -> bool:
+def is_within(latency_ms: float, target_ms: float, tolerance: float) -> bool:
+    """``|latency_ms / target_ms - 1| <= tolerance``.
+
+    Examples
+    --------
+    >>> is_within(1.009, 1.0, 0.01), is_within(1.02, 1.0, 0.01)
+    (True, False)
+    """
     return abs(latency_ms / target_ms - 1.0) <= tolerance
 
 
-def _knapsack(lut, scores: dict[str, np.ndarray], target_ms: float, tolerance: float) -> dict[str, str] | None:
-    """Exact up to the grid: best log-probability per reachable (gridded) latency sum."""
+_within = is_within
+
+
+def _knapsack(lut, scores: dict[str, np.ndarray], target_ms: float,
+              tolerance: float) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+    """Exact up to the grid: best log-probability per reachable (gridded) latency sum.
+
+    Returns ``(landed, nearest)``: the most probable architecture within the window (or
+    ``None``), and, when there is none, the most probable one at the reachable sum nearest the target.
+    """
     labels = lut.labels
     # predict = scale * (fixed + sum) + offset  ->  window on the per-layer sum.
     low = (target_ms * (1 - tolerance) - lut.offset_ms) / lut.scale - lut.fixed_ms
@@ -123,8 +167,17 @@ def _knapsack(lut, scores: dict[str, np.ndarray], target_ms: float, tolerance: f
     for index in order:
         arch = _trace_back(lut, choices, costs, index)
         if _within(lut.predict(arch), target_ms, tolerance):
-            return arch
-    return None
+            return arch, None
+    # none within: the reachable sums nearest the target (each checked with the table), the nearest one
+    centre = ((low + high) / 2) / step - base
+    reachable = np.flatnonzero(np.isfinite(best))
+    near = reachable[np.argsort(np.abs(reachable - centre), kind='stable')[:2 * margin + 2]]
+    ranked = []
+    for index in near:
+        arch = _trace_back(lut, choices, costs, int(index))
+        ranked.append((abs(lut.predict(arch) / target_ms - 1.0), -float(best[index]), int(index), arch))
+    ranked.sort(key=lambda item: item[:3])
+    return None, (ranked[0][3] if ranked else None)
 
 
 def _trace_back(lut, choices: np.ndarray, costs: list[np.ndarray], index: int) -> dict[str, str]:
@@ -137,11 +190,17 @@ def _trace_back(lut, choices: np.ndarray, costs: list[np.ndarray], index: int) -
     return {label: arch[label] for label in lut.labels}
 
 
-def _neighbourhood(model, scores: dict[str, np.ndarray], target_ms: float, tolerance: float) -> dict[str, str] | None:
-    """Best-scoring architecture within the tolerance among those <= 2 layers away from the argmax."""
+def _neighbourhood(model, scores: dict[str, np.ndarray], target_ms: float,
+                   tolerance: float) -> tuple[dict[str, str] | None, dict[str, str]]:
+    """Best-scoring architecture within the tolerance among those <= 2 layers away from the argmax.
+
+    Returns ``(landed, nearest)``: ``landed`` is ``None`` when none is within; ``nearest`` is the
+    architecture of that neighbourhood nearest the target (ties: the most probable).
+    """
     labels = model.labels
     argmax = {label: int(np.argmax(scores[label])) for label in labels}
     best_arch, best_score = None, -math.inf
+    closest, closest_key = None, (math.inf, math.inf)
     for changed in itertools.chain([()], itertools.combinations(labels, 1), itertools.combinations(labels, 2)):
         alternatives = [[i for i in range(len(scores[label])) if i != argmax[label]] for label in changed]
         for picks in itertools.product(*alternatives):
@@ -150,9 +209,39 @@ def _neighbourhood(model, scores: dict[str, np.ndarray], target_ms: float, toler
             if score <= best_score:
                 continue
             arch = {label: model.candidates[label][indices[label]] for label in labels}
-            if _within(model.predict(arch), target_ms, tolerance):
+            latency_ms = model.predict(arch)
+            if _within(latency_ms, target_ms, tolerance):
                 best_arch, best_score = arch, score
+            elif best_arch is None and (abs(latency_ms / target_ms - 1.0), -score) < closest_key:
+                closest, closest_key = arch, (abs(latency_ms / target_ms - 1.0), -score)
     if best_arch is None:
-        _logger.warning('no architecture within %.1f%% of %.4f ms within two layers of the argmax',
-                        100 * tolerance, target_ms)
-    return best_arch
+        _logger.info('no architecture within %.1f%% of %.4f ms within two layers of the argmax',
+                     100 * tolerance, target_ms)
+    return best_arch, closest
+
+
+def _descend(model, scores: dict[str, np.ndarray], start: dict[str, str], target_ms: float,
+             tolerance: float, max_steps: int = 1000) -> dict[str, str]:
+    """From ``start``, change one layer at a time to the op that brings the latency nearest the target.
+
+    Stops within the tolerance, or when no single change brings it nearer; ties go to the more
+    probable op. Each step scores every single-layer change (layers x ops predictions).
+    """
+    arch = dict(start)
+    distance = abs(model.predict(arch) / target_ms - 1.0)
+    for _ in range(max_steps):
+        if distance <= tolerance:
+            break
+        best = None
+        for label in model.labels:
+            for index, op in enumerate(model.candidates[label]):
+                if op == arch[label]:
+                    continue
+                trial = dict(arch, **{label: op})
+                key = (abs(model.predict(trial) / target_ms - 1.0), -float(scores[label][index]))
+                if key[0] < distance and (best is None or key < best[0]):
+                    best = (key, trial)
+        if best is None:
+            break
+        (distance, _), arch = best
+    return arch

@@ -27,7 +27,8 @@ Schedule (Luo et al., DAC 2022; every constant is a keyword argument):
   alpha learning rate is scaled by ``|LAT/T - 1|`` (the argmax stays there);
 * export: argmax alpha per layer; if that misses the target by more than
   ``landing_tolerance``, the most probable architecture under the final alpha that is within
-  it (:func:`~.landing.land_on_target`). With ``rank_candidates``, the best by supernet accuracy
+  it (:func:`~.landing.land_on_target`), or the nearest one when none is (``nearest_feasible`` in
+  :meth:`LightNAS.export_result`, and a warning). With ``rank_candidates``, the best by supernet accuracy
   of that many at-target architectures drawn from softmax(alpha) (:mod:`~.ranking`). The argmax
   is reported beside the export.
 
@@ -51,6 +52,7 @@ from nni.mutable import Categorical
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS, no_default_hook
+from nni_lightnas.search_spaces.nni_space import arch_string, space_candidates
 
 from .landing import land_on_target
 from ._training import batch_statistics_accuracy
@@ -233,7 +235,7 @@ class LightNASLightningModule(DartsLightningModule):
 
     def max_alpha_entropy(self) -> float:
         """The entropy of uniform alpha: sum over layers of ln(candidates)."""
-        return float(sum(math.log(len(layer.names)) for layer in self.mixed_layers()))
+        return float(sum(math.log(len(layer.names)) for layer in self._layers_by_label().values()))
 
     @torch.no_grad()
     def subnet_accuracy(self, arch: Mapping[str, str], batches) -> float:
@@ -287,10 +289,25 @@ class LightNASLightningModule(DartsLightningModule):
         return output['loss'] if isinstance(output, dict) else output
 
     def _orders(self) -> tuple[list[SinglePathMixedLayer], list[list[int]], int]:
-        """Per layer, a random order of all its candidates (drawn without replacement)."""
+        """Per layer, a random order of all its candidates (drawn without replacement), one per label.
+
+        Modules that share a label (NAS-Bench-201 cells) share the order, so every path run is an
+        architecture of the space.
+        """
         layers = self.mixed_layers()
-        orders = [torch.randperm(len(layer.names)).tolist() for layer in layers]
+        by_label: dict[str, list[int]] = {}
+        for layer in layers:
+            if layer.label not in by_label:
+                by_label[layer.label] = torch.randperm(len(layer.names)).tolist()
+        orders = [by_label[layer.label] for layer in layers]
         return layers, orders, max(len(order) for order in orders)
+
+    def _layers_by_label(self) -> dict[str, SinglePathMixedLayer]:
+        """The first mixed layer of each label, in module order (the others share its alpha)."""
+        unique: dict[str, SinglePathMixedLayer] = {}
+        for layer in self.mixed_layers():
+            unique.setdefault(layer.label, layer)
+        return unique
 
     def _run_paths(self, batch, batch_idx, *, gated: bool) -> torch.Tensor:
         """Forward/backward the sampled path(s) of one batch, accumulating gradients; returns the mean loss.
@@ -361,8 +378,10 @@ class LightNASLightningModule(DartsLightningModule):
         self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
         if self.strategy_config.sampling == 'gumbel':
             if self.strategy_config.weight_sampling == 'uniform':
+                picks = {label: int(torch.randint(len(layer.names), ()))
+                         for label, layer in self._layers_by_label().items()}
                 for layer in self.mixed_layers():
-                    layer.force(int(torch.randint(len(layer.names), ())))
+                    layer.force(picks[layer.label])
             else:
                 self.resample()
             loss = self._loss(batch, 2 * batch_idx + 1)
@@ -396,14 +415,17 @@ class LightNASLightningModule(DartsLightningModule):
         single path followed by batch norm gives alpha almost no gradient).
         """
         layers = self.mixed_layers()
-        log_probs = [F.log_softmax(layer._arch_alpha, -1) for layer in layers]
+        # one draw per label: modules sharing a label run the same op, and its log-probability counts once
+        unique = self._layers_by_label()
+        log_probs = [F.log_softmax(layer._arch_alpha, -1) for layer in unique.values()]
         num_samples = self.strategy_config.arch_samples
         with torch.no_grad():
             draws = [torch.multinomial(lp.detach().exp(), num_samples, replacement=True) for lp in log_probs]
+            draw_of = dict(zip(unique, draws))
             losses = []
             for sample in range(num_samples):
-                for layer, draw in zip(layers, draws):
-                    layer.force(int(draw[sample]))
+                for layer in layers:
+                    layer.force(int(draw_of[layer.label][sample]))
                 losses.append(self._loss(batch, batch_idx).detach().float())
             losses_t = torch.stack(losses)
             advantage = losses_t - (losses_t.sum() - losses_t) / (num_samples - 1)
@@ -598,6 +620,20 @@ def _inputs_and_labels(batch) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs.detach(), labels.detach()
 
 
+def _tolerance_keys(module: LightNASLightningModule, arch: Mapping[str, str],
+                    tolerance: float | None) -> dict[str, Any]:
+    """``within_tolerance`` of the export (``None`` without a tolerance) and ``nearest_feasible``.
+
+    ``nearest_feasible`` is true when no architecture within the tolerance was found and the
+    export is the nearest one (:func:`~.landing.land_on_target`).
+    """
+    if tolerance is None:
+        return {'within_tolerance': None, 'nearest_feasible': False}
+    _, target, value_of = module._landing_problem()
+    within = bool(abs(value_of(arch) / target - 1.0) <= tolerance)
+    return {'within_tolerance': within, 'nearest_feasible': not within}
+
+
 def _relative_error(value: float, target: float | None) -> float | None:
     """``value / target - 1``, or ``None`` without a target."""
     return None if target is None else value / target - 1.0
@@ -618,7 +654,17 @@ def _check_budgets(target_latency_ms: float | None, latency_model, target_energy
         if model is None:
             raise ValueError(f'{name}={target!r} needs {model_name}, got {model_name}=None'
                              + ('; e.g. energy_model=lut.energy_view() of a LUT with an energy_mj column'
-                                if model_name == 'energy_model' else ''))
+                                if model_name == 'energy_model' else
+                                '; e.g. latency_model=build_lut(space, device, example_input=...) or '
+                                'latency_model_from_path(path)'))
+    for model_name, model in (('latency_model', latency_model), ('energy_model', energy_model)):
+        missing = [attr for attr in ('candidates', 'expected_latency', 'latency_range', 'predict')
+                   if model is not None and not hasattr(model, attr)]
+        if missing:
+            raise TypeError(f'{model_name} must be a LatencyModel (a LatencyLUT or a latency predictor), got '
+                            f'{type(model).__name__} without {missing}'
+                            + ('; load a file with latency_model_from_path(path)'
+                               if isinstance(model, (str, bytes)) or hasattr(model, '__fspath__') else ''))
     if latency_model is not None and energy_model is not None and \
             dict(latency_model.candidates) != dict(energy_model.candidates):
         raise ValueError(f'latency_model and energy_model must cover the same layers and candidates; got '
@@ -880,6 +926,7 @@ class LightNAS(DARTS):
         return [SinglePathMixedLayer.mutate, no_default_hook]
 
     def mutate_model(self, model):
+        space_candidates(model)  # refuses Repeat, MutableConv2d, ... by module and mutable, before any training
         space = model.simplify()
         expected = self.space_model.candidates
         for label, mutable in space.items():
@@ -888,7 +935,7 @@ class LightNAS(DARTS):
             if label not in expected:
                 raise ValueError(f'layer {label} of the model space is unknown to the latency model '
                                  f'(it knows {list(expected)})')
-            if list(mutable.values) != list(expected[label]):
+            if [str(value) for value in mutable.values] != [str(op) for op in expected[label]]:
                 raise ValueError(f'candidates of {label} differ: space {list(mutable.values)}, '
                                  f'latency model {list(expected[label])}')
         missing = set(expected) - set(space)
@@ -954,6 +1001,8 @@ class LightNAS(DARTS):
                   'argmax_lightnet': '-'.join(argmax[label] for label in labels), 'argmax_ms': argmax_ms,
                   'argmax_relative_error': _relative_error(argmax_ms, self.target_latency_ms),
                   'landed': arch != argmax}
+        result['arch_string'] = arch_string(arch, labels)  # label=op,...: any space (lightnet: our presets)
+        result.update(_tolerance_keys(module, arch, self.landing_tolerance))
         ranked = module.ranked_export()
         landed = module.landed_arch() if ranked is not None else arch
         result['export_rule'] = 'ranking' if ranked is not None else ('landing' if arch != argmax else 'argmax')

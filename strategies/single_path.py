@@ -10,7 +10,8 @@ with a straight-through gate on softmax(alpha) (ordered differentiable sampling,
 
 Identity mapping regularisation (SurgeNAS): with an ``aux`` module the layer returns
 ``op(x) + eta * aux(x)``, where ``aux`` is the identity, or 1x1 conv + BN when the shape
-changes (a fresh copy of the layer's ``skip`` candidate); the strategy decays ``eta`` to 0.
+changes (a fresh copy of the layer's skip candidate: our ``SkipOp``, or an ``nn.Identity``
+candidate of any space); the strategy decays ``eta`` to 0.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ class SinglePathMixedLayer(DifferentiableMixedLayer):
     def add_identity_regularization(self) -> bool:
         """Give the layer its auxiliary identity path (a fresh copy of its skip candidate).
 
-        Returns whether the layer has a skip candidate to copy.
+        A skip candidate is our ``SkipOp`` or an ``nn.Identity``. Returns whether the layer has one.
         """
         from nni_lightnas.search_spaces.blocks import SkipOp
-        skips = [self[name] for name in self.names if isinstance(self[name], SkipOp)]
+        skips = [self[name] for name in self.names if isinstance(self[name], (SkipOp, torch.nn.Identity))]
         if not skips:
             return False
         aux = copy.deepcopy(skips[0])

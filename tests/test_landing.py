@@ -91,7 +91,7 @@ def test_predictor_landing_searches_two_layers_around_the_argmax():
     found_any = False
     for quantile in (0.2, 0.5, 0.7):
         target_ms = low + quantile * (high - low)
-        landed = land_on_target(model, log_probs, target_ms=target_ms, tolerance=0.02)
+        landed = land_on_target(model, log_probs, target_ms=target_ms, tolerance=0.02, nearest=False)
         expected, expected_score = _brute_force(model, log_probs, target_ms, 0.02, near)
         if expected is None:
             assert landed is None
@@ -101,11 +101,11 @@ def test_predictor_landing_searches_two_layers_around_the_argmax():
     assert found_any
 
 
-def test_nothing_within_tolerance_gives_none_and_bad_tolerance_is_refused():
+def test_nothing_within_tolerance_gives_none_without_nearest_and_bad_tolerance_is_refused():
     table = pd.DataFrame({'kind': 'op', 'layer': ['a', 'a'], 'op': ['x', 'y'], 'latency_ms': [1.0, 2.0]})
     lut = LatencyLUT(table, {})
     log_probs = {'a': torch.tensor([0.5, 0.5]).log()}
-    assert land_on_target(lut, log_probs, target_ms=1.5, tolerance=0.01) is None
+    assert land_on_target(lut, log_probs, target_ms=1.5, tolerance=0.01, nearest=False) is None
     with pytest.raises(ValueError, match='tolerance must be > 0, got tolerance=0'):
         land_on_target(lut, log_probs, target_ms=1.5, tolerance=0)
 
