@@ -53,7 +53,7 @@ __all__ = ['UnsupportedMutableError', 'ChoiceCall', 'SpaceProbe', 'is_lightnas_s
 _logger = logging.getLogger(__name__)
 
 
-class UnsupportedMutableError(TypeError):
+class UnsupportedMutableError(ValueError):
     """The model space has a mutable LightNAS cannot search (anything but a ``LayerChoice``'s choice)."""
 
 
@@ -240,13 +240,13 @@ def probe_choices(space: nn.Module, example_input: torch.Tensor) -> SpaceProbe:
 
 
 def space_fingerprint(space: nn.Module) -> str:
-    """A 16-hex-digit hash of the space's structure: class, modules with their settings, labels, candidates.
+    """A 16-hex-digit hash of the space's structure: class name, modules with their settings, labels, candidates.
 
     Two instances built with the same arguments agree; a change of a width, a kernel size, a
     candidate or a label changes it. Weights do not enter it.
     """
     digest = hashlib.sha256()
-    digest.update(f'{type(space).__module__}.{type(space).__qualname__}\n'.encode())
+    digest.update(f'{type(space).__qualname__}\n'.encode())  # not the module: a file and a package import agree
     digest.update(repr(space).encode())
     for name, parameter in space.named_parameters():
         digest.update(f'{name}:{tuple(parameter.shape)}\n'.encode())

@@ -75,7 +75,7 @@ class KWSSpace(ModelSpace):
         return self.classifier(x.mean(-1))
 
 
-def generated_kws_features(num_examples: int, *, seed: int = 0, num_classes: int = NUM_KEYWORDS,
+def generated_kws_features(num_examples: int = 2048, *, seed: int = 0, num_classes: int = NUM_KEYWORDS,
                            noise: float = 0.6) -> TensorDataset:
     """A learnable keyword-spotting data set of generated log-mel features ``(40, 49)``.
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from .device_options import add_measurement_arguments, device_from_args
+from .space_option import add_space_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--calibration-archs', type=int, default=30, help='random archs for --correct linear')
     parser.add_argument('--seed', type=int, default=0, help='seed of the calibration archs')
     parser.add_argument('--overwrite', action='store_true', help='measure from scratch even if OUTPUT exists')
+    add_space_arguments(parser)
 
 
 def _corrected_path(path, suffix: str):
@@ -44,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from nni_lightnas.atomic import check_output_path
     check_output_path(args.output, what='--output')
     device = device_from_args(args)
+    if args.space:
+        from .space_option import profile_any_space
+        print(json.dumps(profile_any_space(args, device), default=float))
+        return 0
     lut = build_lut(args.preset, device, batch=args.batch, path=args.output, overwrite=args.overwrite)
     outputs = {'plain': str(args.output)}
     final = lut

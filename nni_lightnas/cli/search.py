@@ -1,9 +1,11 @@
-"""``nni-lightnas search``: one LightNAS search on Fashion-MNIST toward a latency target."""
+"""``nni-lightnas search``: one LightNAS search toward a latency target (a preset, or any NNI space: ``--space``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from .space_option import add_data_arguments, add_space_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--data-dir', default=None, help='Fashion-MNIST directory (default: Debian package)')
     parser.add_argument('--output', required=True, help='directory for arch.json, history.csv, summary.json')
     parser.add_argument('--progress', action='store_true', help="show Lightning's progress bar")
+    add_space_arguments(parser, input_shape=False)
+    add_data_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from nni_lightnas.latency.lut import latency_model_from_path
     from nni_lightnas.search import SearchConfig, run_search
-    latency_model = latency_model_from_path(args.latency, space=args.preset)
+    # with --space, the LUT is checked against the space (fingerprint, layers) when the search starts
+    latency_model = latency_model_from_path(args.latency, space=None if args.space else args.preset)
     target_ms = args.target_ms
     if target_ms is None:
         if not 0 < args.target_quantile < 1:
@@ -58,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
                           landing_tolerance=args.landing_tolerance or None,
                           strategy_options={'schedule': args.schedule, 'arch_gradient': args.arch_gradient,
                                             'rank_candidates': args.rank_candidates})
-    summary = run_search(config, latency_model, args.output, enable_progress_bar=args.progress)
+    if args.space:
+        from .space_option import search_any_space
+        summary = search_any_space(args, config, latency_model)
+    else:
+        summary = run_search(config, latency_model, args.output, enable_progress_bar=args.progress)
     print(summary['history'].drop(columns=['arch']).to_string(index=False, float_format=lambda v: f'{v:.4g}'))
     printable = {key: value for key, value in summary.items() if key not in ('history', 'strategy', 'config')}
     print(json.dumps(printable, default=float))
