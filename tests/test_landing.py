@@ -118,3 +118,41 @@ def test_a_very_tight_tolerance_coarsens_the_grid_but_stays_exact_about_the_wind
     landed = land_on_target(lut, log_probs, target_ms=target_ms, tolerance=1e-9)
     assert landed is not None and abs(lut.predict(landed) / target_ms - 1) <= 1e-9
     assert _score(lut, log_probs, landed) >= _score(lut, log_probs, reachable) - 1e-9
+
+
+# ------------------------------------------------------------------ nearest-feasible landing
+def _coarse_lut(num_layers: int) -> LatencyLUT:
+    """Each layer costs 0 or 1 ms: the reachable latencies are 1 + integers."""
+    rows = [{'kind': 'fixed', 'layer': 'rest', 'op': 'rest', 'latency_ms': 1.0}]
+    for index in range(num_layers):
+        rows += [{'kind': 'op', 'layer': f'l{index}', 'op': op, 'latency_ms': ms} for op, ms in (('x', 0.0), ('y', 1.0))]
+    return LatencyLUT(pd.DataFrame(rows), {})
+
+
+@pytest.mark.parametrize('kind', ['lut', 'predictor'])
+def test_no_architecture_within_tolerance_exports_the_nearest_with_a_warning(kind, caplog):
+    lut = _coarse_lut(3)
+    model = lut if kind == 'lut' else SquaredLatency(lut)
+    log_probs = {label: torch.tensor([0.9, 0.1]).log() for label in lut.labels}  # argmax: all x
+    all_archs = [dict(zip(model.labels, ops)) for ops in itertools.product('xy', repeat=3)]
+    for target in (2.4, 2.6) if kind == 'lut' else (2.4 ** 2, 2.6 ** 2):  # between 2 and 3 ms: nothing within 1%
+        with caplog.at_level('WARNING', logger='nni_lightnas.strategies.landing'):
+            caplog.clear()
+            landed = land_on_target(model, log_probs, target_ms=target, tolerance=0.01)
+        distance = abs(model.predict(landed) / target - 1)
+        assert distance == pytest.approx(min(abs(model.predict(arch) / target - 1) for arch in all_archs))
+        # the most probable of the nearest: as few y as that latency allows
+        assert _score(model, log_probs, landed) == pytest.approx(max(
+            _score(model, log_probs, arch) for arch in all_archs
+            if abs(model.predict(arch) / target - 1) == pytest.approx(distance)))
+        assert 'exporting the nearest one' in caplog.text
+        assert land_on_target(model, log_probs, target_ms=target, tolerance=0.01, nearest=False) is None
+
+
+def test_predictor_landing_goes_beyond_two_layers_toward_a_far_target():
+    lut = _coarse_lut(6)
+    model = SquaredLatency(lut)
+    log_probs = {label: torch.tensor([0.9, 0.1]).log() for label in lut.labels}  # argmax 1 ms; 5 ms needs 4 changes
+    landed = land_on_target(model, log_probs, target_ms=5.0 ** 2, tolerance=0.01)
+    assert model.predict(landed) == pytest.approx(25.0)
+    assert land_on_target(model, log_probs, target_ms=5.0 ** 2, tolerance=0.01, nearest=False) is None
