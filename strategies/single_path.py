@@ -115,5 +115,7 @@ class SinglePathMixedLayer(DifferentiableMixedLayer):
         if type(module) is LayerChoice:  # exactly LayerChoice, like NNI's own mixed layers
             if module.label not in memo:
                 raise KeyError(f'LayerChoice {module.label} has no architecture parameter in the memo')
-            return cls(module.candidates, memo[module.label], module.label)
+            # candidates by name as strings (a list's are '0', '1', ...), as latency models name them
+            paths = {str(name): candidate for name, candidate in zip(module.names, module)}
+            return cls(paths, memo[module.label], module.label)
         return None

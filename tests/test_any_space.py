@@ -258,3 +258,29 @@ def test_a_target_no_architecture_reaches_exports_the_nearest_and_says_so(caplog
     assert result['nearest_feasible'] and result['within_tolerance'] is False
     assert result['predicted_ms'] in (pytest.approx(2.0), pytest.approx(3.0))
     assert 'exporting the nearest one' in caplog.text
+
+
+class ListCandidates(ModelSpace):
+    """Candidates given as a list: NNI names them 0, 1, ...; our tables name them '0', '1', ..."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = LayerChoice([conv(MELS, MELS, 3), conv(MELS, MELS, 7), nn.Identity()], label='block')
+        self.head = nn.Linear(MELS, CLASSES)
+
+    def forward(self, x):
+        return self.head(self.block(x).mean(-1))
+
+
+def test_list_candidates_are_searched_by_their_index_names():
+    lut = build_lut(ListCandidates(), ParamsDevice(), example_input=example_input())
+    assert lut.candidates == {'block': ['0', '1', '2']}
+    low, high = lut.latency_range()
+    train = DataLoader(keyword_data(64), batch_size=32)
+    evaluator = make_search_evaluator(train, train, max_epochs=2, num_classes=CLASSES)
+    strategy = LightNAS(target_latency_ms=high, latency_model=lut, warmup_epochs=1)
+    NasExperiment(ListCandidates(), evaluator, strategy).run()
+    result = strategy.export_result()
+    assert result['arch']['block'] in ('0', '1', '2') and result['predicted_ms'] == pytest.approx(
+        lut.predict(result['arch']))
+    assert isinstance(freeze_arch(ListCandidates(), result['arch']).block, nn.Module)
