@@ -284,3 +284,15 @@ def test_list_candidates_are_searched_by_their_index_names():
     assert result['arch']['block'] in ('0', '1', '2') and result['predicted_ms'] == pytest.approx(
         lut.predict(result['arch']))
     assert isinstance(freeze_arch(ListCandidates(), result['arch']).block, nn.Module)
+
+
+def test_the_lut_of_a_user_space_is_an_nni_profiler(user_lut):
+    from nni.nas.oneshot.pytorch.profiler import RangeProfilerFilter
+
+    from nni_lightnas.latency.profiler import LatencyProfiler
+    profiler = LatencyProfiler(UserSpace(), user_lut)
+    sample = {'block0': 'conv7', 'block1': 'skip', 'shared': 'conv3'}
+    assert profiler.profile(sample) == pytest.approx(user_lut.predict(sample))
+    assert RangeProfilerFilter(profiler, max=user_lut.predict(sample) * 1.01)(sample)
+    with pytest.raises(LUTMismatchError, match='shared'):
+        LatencyProfiler(UserSpace(), LatencyLUT(user_lut.table[user_lut.table['layer'] != 'shared'], {}))

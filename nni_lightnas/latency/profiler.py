@@ -69,7 +69,8 @@ class LatencyProfiler(ExpressionProfiler):
     model_space
         The NNI model space; every ``LayerChoice`` label must be a layer of the LUT, with
         every candidate in the LUT. For a ``LightNASSpace`` the LUT's space fingerprint and
-        input size are checked too.
+        input size are checked too; for any other NNI model space, the fingerprint of a LUT file
+        (:func:`~nni_lightnas.latency.space_lut.build_space_lut`).
     latency_model
         A :class:`~nni_lightnas.latency.lut.LatencyLUT`, or the path of a LUT file.
 
@@ -97,8 +98,8 @@ class LatencyProfiler(ExpressionProfiler):
         if not isinstance(lut, LatencyLUT):
             raise TypeError(f'LatencyProfiler needs an additive LatencyLUT, got {type(lut).__name__}; '
                             'use LatencyModelProfiler (or latency_profiler) for other latency models')
-        from nni_lightnas.search_spaces import LightNASSpace
-        if isinstance(model_space, LightNASSpace):
+        from torch import nn
+        if isinstance(model_space, nn.Module):  # ours: fingerprint and input size; any other: fingerprint, layers
             lut.check_compatible(model_space)
         self.lut = lut
         choices = _layer_choices(model_space)
@@ -116,7 +117,8 @@ class LatencyProfiler(ExpressionProfiler):
         # would make it enumerate every architecture of the space.
         total: Any = lut.scale * lut.fixed_ms + lut.offset_ms
         for label, choice in choices.items():
-            values = {op: lut.scale * lut.latency(label, op) for op in choice.choice.values}
+            # the choice's own values (a list's candidates are 0, 1, ...); the table names them as strings
+            values = {op: lut.scale * lut.latency(label, str(op)) for op in choice.choice.values}
             total = total + MutableExpression.switch_case(choice.choice, values)
         self.expression = total
 
