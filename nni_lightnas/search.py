@@ -44,7 +44,8 @@ class SearchConfig:
     Attributes
     ----------
     preset
-        Search space preset.
+        Search space preset (its data too). Not used when :func:`run_search` is given another NNI
+        model space with its own ``dataset`` (nor are ``train_limit`` and ``data_dir``).
     target_ms
         Latency target.
     epochs, warmup_epochs
