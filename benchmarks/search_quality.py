@@ -367,6 +367,11 @@ def main(argv=None) -> int:
                 for seed in range(args.seeds)]
 
     if args.only_random:
+        # seed by seed: after the first seed every net has a score (the supernet's ranking can be judged)
+        for seed in range(args.seeds):
+            for target in targets:
+                for arch in pools[target][:random_count]:
+                    journal.get(_key('train', arch, recipe_key, seed), lambda arch=arch, seed=seed: train(arch, seed))
         nets = {target: [{'arch': arch, 'test_acc': test_accuracies(arch)} for arch in pools[target][:random_count]]
                 for target in targets}
         summary = {'targets': [{'target_ms': target, 'random': nets[target]} for target in targets],
