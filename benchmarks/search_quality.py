@@ -377,6 +377,18 @@ def main(argv=None) -> int:
         summary = {'targets': [{'target_ms': target, 'random': nets[target]} for target in targets],
                    'noise': noise_floor(list(nets.values())), 'recipe': {**recipe, 'seeds': args.seeds},
                    'seconds': time.perf_counter() - started}
+        # the uniform supernet's ranking of these nets, when a run has scored them (never trained here)
+        scored = journal.records.get(_key('uniform_supernet', budget_key, sorted(pools.items())))
+        if scored:
+            for entry in summary['targets']:
+                for net in entry['random']:
+                    net['supernet_acc'] = scored['scores'][net['arch']]
+            every = [net for entry in summary['targets'] for net in entry['random']]
+            summary['kendall_supernet_vs_standalone'] = _kendall([n['supernet_acc'] for n in every],
+                                                                 [float(np.mean(n['test_acc'])) for n in every])
+            summary['kendall_per_target'] = [_kendall([n['supernet_acc'] for n in entry['random']],
+                                                      [float(np.mean(n['test_acc'])) for n in entry['random']])
+                                             for entry in summary['targets']]
         print(json.dumps(summary, default=float))
         return 0
 
