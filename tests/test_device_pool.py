@@ -45,8 +45,13 @@ def _pool_worker(lock_dir: str, log: str, model: str, start_at: float) -> None:
 
 
 def test_pool_serves_concurrent_processes_one_board_each(tmp_path):
-    model = tmp_path / 'model.onnx'
-    model.write_bytes(b'not parsed by the fake boards')
+    import onnx
+    from onnx import TensorProto, helper
+    model = tmp_path / 'model.onnx'  # the smallest valid model: the pool checks the file, the fake boards time nothing
+    value = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node('Identity', ['x'], ['y'])], 'identity', [value],
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), str(model))
     log = tmp_path / 'busy.jsonl'
     context = multiprocessing.get_context('fork')  # separate processes, without re-importing torch
     start_at = time.time() + 1.0
