@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nni_lightnas.atomic import check_output_path
     from nni_lightnas.strategies.space_profiling import ProfilingConfig, profile_search_space
+
+    check_output_path(args.output, what='--output', directory=True)
 
     config = ProfilingConfig(
         preset=args.preset, families=tuple(name.strip() for name in args.families.split(',') if name.strip()),

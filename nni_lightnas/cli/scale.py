@@ -45,8 +45,11 @@ def _read_arch(value: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from nni_lightnas.atomic import check_output_path
     from nni_lightnas.strategies.comfort_zone import comfort_zone_scale, compare_accuracy
 
+    if args.output:
+        check_output_path(args.output, what='--output', directory=True)
     device = device_from_args(args)
     result = comfort_zone_scale(_read_arch(args.arch), args.preset, device, tolerance=args.tolerance,
                                 width_step=args.width_step, max_steps=args.max_steps, depth=args.depth,

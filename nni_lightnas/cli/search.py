@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nni_lightnas.atomic import check_output_path
     from nni_lightnas.latency.lut import latency_model_from_path
+    check_output_path(args.output, what='--output', directory=True)
     from nni_lightnas.search import SearchConfig, run_search
     # with --space, the LUT is checked against the space (fingerprint, layers) when the search starts
     latency_model = latency_model_from_path(args.latency, space=None if args.space else args.preset)
