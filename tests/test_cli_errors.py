@@ -122,7 +122,8 @@ def test_evolve_refuses_an_infeasible_budget_before_writing(tmp_path):
 
 
 def test_full_width_digits_in_an_op_name_are_refused(tmp_path):
-    completed = _cli('export', '--preset', 'tiny', '--arch', 'MBK\uff13E\uff16-skip-skip', '-o', str(tmp_path / 'n.onnx'))
+    full_width = 'MBK\uff13E\uff16'  # MBK3E6 with full-width digits
+    completed = _cli('export', '--preset', 'tiny', '--arch', f'{full_width}-skip-skip', '-o', str(tmp_path / 'n.onnx'))
     _one_line_error(completed, 2, "unknown op name 'MBK\uff13E\uff16'", 'accepted: MBK3E3')
 
 
