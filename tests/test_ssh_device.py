@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import statistics
 import sys
 import textwrap
@@ -343,3 +344,18 @@ def test_cpu_clock_on_the_board(sshd, tmp_path):
     assert result.median_ms > 0 and result.facts.get('clock', getattr(result, 'clock', None)) == 'cpu'
     with pytest.raises(ValueError, match='threads=1'):
         sshd.device(clock='cpu', threads=2)
+
+
+def test_a_host_that_never_answers_fails_within_the_connect_timeout_without_retries(tmp_path):
+    """A port that accepts TCP but never speaks SSH (like a filtered address): one ConnectTimeout, no retry."""
+    from nni_lightnas.latency.ssh import SSHDevice
+    with socket.socket() as listener:  # never accept()ed: the kernel queues the connection, no banner comes
+        listener.bind(('127.0.0.1', 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        device = SSHDevice(f'ssh://nobody@127.0.0.1:{port}', connect_timeout_s=2, retries=3, backoff_s=30,
+                           ssh_options=['StrictHostKeyChecking=no', 'UserKnownHostsFile=/dev/null'])
+        with pytest.raises(SSHConnectionError, match=rf'127\.0\.0\.1 port {port} is unreachable.*not retried') \
+                as caught:
+            device.measure(_export_tiny(tmp_path, batch=1))  # would take 3 x 30 s of backoff if retried
+    assert 'timed out' in str(caught.value) and 'gave up' not in str(caught.value)
