@@ -955,7 +955,8 @@ class LightNAS(DARTS):
     def mutate_evaluator(self, evaluator):
         mutated = super().mutate_evaluator(evaluator)
         if self.resume_from is not None:
-            mutated.fit_kwargs = {**(mutated.fit_kwargs or {}), 'ckpt_path': str(self.resume_from)}
+            # weights_only: a checkpoint is read as data (tensors and plain containers), never unpickled code
+            mutated.fit_kwargs = {**(mutated.fit_kwargs or {}), 'ckpt_path': str(self.resume_from), 'weights_only': True}
         return mutated
 
     # ---------------------------------------------------------------- results
