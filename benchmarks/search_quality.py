@@ -64,6 +64,9 @@ RECIPES = {
 }
 #: the data subset of the stand-alone recipe is drawn with this seed (the same images for every net)
 RECIPE_DATA_SEED = 1234
+#: training images after the recipe's own in that order: the validation split on which settings
+#: are chosen (never the test images)
+VALIDATION_IMAGES = 10_000
 TOLERANCE = 0.01
 
 
@@ -85,6 +88,12 @@ class Journal:
                     continue  # a line torn by an interruption: that work is redone
                 self.records[record['key']] = record['value']
         path.parent.mkdir(parents=True, exist_ok=True)
+
+    def put(self, key: str, value: Any) -> None:
+        """Record ``value`` under ``key`` (a value computed beside another key's)."""
+        with self.path.open('a') as handle:
+            handle.write(json.dumps({'key': key, 'value': value}, default=float) + '\n')
+        self.records[key] = value
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self.records:
@@ -192,8 +201,12 @@ def _nni_subnet_accuracy(module, sample: dict[str, str], batches) -> float:
     return batch_statistics_accuracy(module.training_module, batches)
 
 
-def train_standalone(arch: str, preset: str, recipe: dict[str, Any], seed: int, train_set, test_set) -> float:
-    """Test accuracy (%) of ``arch`` trained from scratch with ``recipe`` and ``seed``."""
+def train_standalone(arch: str, preset: str, recipe: dict[str, Any], seed: int, train_set, test_set,
+                     validation_set=None) -> float | tuple[float, float]:
+    """Test accuracy (%) of ``arch`` trained from scratch with ``recipe`` and ``seed``.
+
+    With ``validation_set``, ``(test, validation)`` accuracies (%) of the same trained net.
+    """
     from nni_lightnas.search_spaces import build_lightnet
     from nni_lightnas.strategies._training import evaluate_accuracy, train_steps
     torch.manual_seed(seed)
@@ -201,7 +214,10 @@ def train_standalone(arch: str, preset: str, recipe: dict[str, Any], seed: int, 
     steps = recipe['epochs'] * (len(train_set) // recipe['batch_size'])
     train_steps(net, train_set, steps=steps, batch_size=recipe['batch_size'], learning_rate=recipe['learning_rate'],
                 weight_decay=recipe['weight_decay'], seed=seed)
-    return 100.0 * evaluate_accuracy(net, test_set)
+    test_acc = 100.0 * evaluate_accuracy(net, test_set)
+    if validation_set is None:
+        return test_acc
+    return test_acc, 100.0 * evaluate_accuracy(net, validation_set)
 
 
 def _kendall(x, y) -> float | None:
@@ -354,16 +370,25 @@ def main(argv=None) -> int:
     from torch.utils.data import Subset
     order = torch.randperm(len(train_full), generator=torch.Generator().manual_seed(RECIPE_DATA_SEED))
     train_set = Subset(train_full, order[:recipe['train_images']].tolist())
+    validation_set = Subset(train_full, order[recipe['train_images']:recipe['train_images']
+                                              + VALIDATION_IMAGES].tolist())
     recipe_key = _key(recipe, RECIPE_DATA_SEED)
 
     def train(arch: str, seed: int) -> float:
         begun = time.perf_counter()
-        accuracy = train_standalone(arch, args.preset, recipe, seed, train_set, test_set)
-        print(f'trained {arch} seed {seed}: {accuracy:.2f} % in {time.perf_counter() - begun:.0f} s', file=sys.stderr)
+        accuracy, validation = train_standalone(arch, args.preset, recipe, seed, train_set, test_set, validation_set)
+        journal.put(_key('validation', arch, recipe_key, seed, VALIDATION_IMAGES), validation)
+        print(f'trained {arch} seed {seed}: {accuracy:.2f} % (validation {validation:.2f} %) in '
+              f'{time.perf_counter() - begun:.0f} s', file=sys.stderr)
         return accuracy
 
     def test_accuracies(arch: str) -> list[float]:
         return [journal.get(_key('train', arch, recipe_key, seed), lambda seed=seed: train(arch, seed))
+                for seed in range(args.seeds)]
+
+    def validation_accuracies(arch: str) -> list[float | None]:
+        """Accuracy on the validation split per seed (``None`` for trainings journaled before it was kept)."""
+        return [journal.records.get(_key('validation', arch, recipe_key, seed, VALIDATION_IMAGES))
                 for seed in range(args.seeds)]
 
     if args.only_random:
@@ -372,8 +397,8 @@ def main(argv=None) -> int:
             for target in targets:
                 for arch in pools[target][:random_count]:
                     journal.get(_key('train', arch, recipe_key, seed), lambda arch=arch, seed=seed: train(arch, seed))
-        nets = {target: [{'arch': arch, 'test_acc': test_accuracies(arch)} for arch in pools[target][:random_count]]
-                for target in targets}
+        nets = {target: [{'arch': arch, 'test_acc': test_accuracies(arch), 'val_acc': validation_accuracies(arch)}
+                         for arch in pools[target][:random_count]] for target in targets}
         summary = {'targets': [{'target_ms': target, 'random': nets[target]} for target in targets],
                    'noise': noise_floor(list(nets.values())), 'recipe': {**recipe, 'seeds': args.seeds},
                    'seconds': time.perf_counter() - started}
@@ -462,8 +487,10 @@ def main(argv=None) -> int:
         for name in ('lightnas', 'lightnas_landed_argmax', 'supernet_ranked_random', 'nni_proxyless'):
             if name in entry:
                 entry[name]['test_acc'] = test_accuracies(entry[name]['arch'])
+                entry[name]['val_acc'] = validation_accuracies(entry[name]['arch'])
         for net in entry['random']:
             net['test_acc'] = test_accuracies(net['arch'])
+            net['val_acc'] = validation_accuracies(net['arch'])
         entry['comparison'] = compare(entry)
         print(f"target {entry['target_ms']:.4f}: {json.dumps(entry['comparison'])}", file=sys.stderr)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lightnas_helpers import synthetic_lut
 
@@ -55,3 +56,23 @@ def test_compare_pairs_seeds_and_ranks_among_random():
     assert result['at_or_above_random_p75'] is False  # 84.4 < 84.5
     assert result['lightnas_minus_supernet_ranked_random'] == pytest.approx(84.4 - 85.5)
     assert result['lightnas_minus_nni_proxyless'] == pytest.approx(0.4)
+
+
+def test_journal_put_is_read_back_after_a_restart(tmp_path):
+    path = tmp_path / 'journal.jsonl'
+    search_quality.Journal(path).put('validation', 91.25)
+    assert search_quality.Journal(path).get('validation', lambda: 0.0) == 91.25
+
+
+def test_standalone_training_scores_one_net_on_test_and_validation(one_torch_thread):
+    from torch.utils.data import TensorDataset
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 1, 28, 28, generator=generator), torch.randint(0, 10, (64,), generator=generator))
+    other = TensorDataset(torch.randn(64, 1, 28, 28, generator=generator), torch.randint(0, 10, (64,), generator=generator))
+    recipe = {'epochs': 1, 'batch_size': 32, 'learning_rate': 0.05, 'weight_decay': 4e-5}
+    arch = 'skip-MBK7E3-MBK3E3-MBK3E3-skip-MBK3E3-skip-MBK7E3'
+    test_only = search_quality.train_standalone(arch, 'fashion_mnist', recipe, 0, data, data)
+    test_acc, validation_acc = search_quality.train_standalone(arch, 'fashion_mnist', recipe, 0, data, data, data)
+    assert test_acc == validation_acc == test_only  # one seeded net, scored twice on the same images
+    _, on_other = search_quality.train_standalone(arch, 'fashion_mnist', recipe, 0, data, data, other)
+    assert 0.0 <= on_other <= 100.0
