@@ -249,6 +249,31 @@ def compare(entry: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def parse_variants(variants_json: str | None, options_json: str) -> list[dict[str, Any]]:
+    """The LightNAS option sets to search: ``--lightnas-variants`` or the one ``--lightnas-options``."""
+    try:
+        variants = json.loads(variants_json) if variants_json else [json.loads(options_json)]
+    except json.JSONDecodeError as error:
+        raise SystemExit(f'--lightnas-variants/--lightnas-options: not JSON ({error})') from None
+    if not (isinstance(variants, list) and variants and all(isinstance(v, dict) for v in variants)):
+        raise SystemExit(f'--lightnas-variants must be a non-empty JSON list of objects, got {variants_json!r}')
+    return variants
+
+
+def choose_variant(results: list[dict[str, Any]]) -> int:
+    """Index of the LightNAS variant whose exports have the best mean validation accuracy over targets and seeds.
+
+    Trainings journaled before validation was kept have none; a variant without any counts as
+    -inf, and with no validation at all the first variant (the default) is kept.
+    """
+    means = []
+    for index in range(len(results[0]['lightnas_variants'])):
+        values = [v for entry in results for v in entry['lightnas_variants'][index]['search'].get('val_acc', [])
+                  if v is not None]
+        means.append(float(np.mean(values)) if values else -math.inf)
+    return int(np.argmax(means)) if any(math.isfinite(m) for m in means) else 0
+
+
 def noise_floor(random_per_target: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """How far nets of one latency spread against how far two seeds of one net differ (test accuracy, %)."""
     seed_gaps = [abs(net['test_acc'][0] - net['test_acc'][1])
@@ -308,6 +333,10 @@ def main(argv=None) -> int:
     parser.add_argument('--journal', default=None, help='finished work (default: runs/bench/search_quality[_quick].jsonl)')
     parser.add_argument('--lightnas-options', default='{}',
                         help='JSON of LightNAS keyword arguments for the lightnas rows (part of their journal key)')
+    parser.add_argument('--lightnas-variants', default=None, metavar='JSON',
+                        help='a JSON list of LightNAS option sets, each searched at every target; the lightnas rows '
+                             'are the set whose exports score best on the validation split (mean over targets and '
+                             'seeds), the same set at every target (default: only --lightnas-options)')
     parser.add_argument('--output', default=None, help='also write the JSON here')
     parser.add_argument('--table', default=None, metavar='JSON', help='only print the Markdown table of a result file')
     parser.add_argument('--only-random', action='store_true',
@@ -432,11 +461,11 @@ def main(argv=None) -> int:
     print(f"uniform supernet trained and scored {len(supernet['scores'])} nets", file=sys.stderr)
 
     # ---- searches
-    lightnas_options = json.loads(args.lightnas_options)
+    variants = parse_variants(args.lightnas_variants, args.lightnas_options)
 
-    def lightnas(target_ms: float) -> dict[str, Any]:
+    def lightnas(target_ms: float, options: dict[str, Any]) -> dict[str, Any]:
         config = search_config(target_ms)
-        config.strategy_options = dict(lightnas_options)
+        config.strategy_options = dict(options)
         summary = run_lightnas_search(config)
         planned = summary['strategy'].oneshot_module.schedule
         return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'argmax_arch': summary['argmax_arch'],
@@ -452,15 +481,20 @@ def main(argv=None) -> int:
     for target_ms in targets:
         entry: dict[str, Any] = {'target_ms': target_ms,
                                  'quantile': quantiles[targets.index(target_ms)]}
-        lightnas_key = _key('lightnas', budget_key, target_ms, *([lightnas_options] if lightnas_options else []))
-        entry['lightnas'] = dict(journal.get(lightnas_key, lambda: lightnas(target_ms)))
-        if entry['lightnas'].get('export_rule') == 'ranking':
-            # the same search's landed argmax, trained too: what the ranking adds over alpha alone
-            landed_arch = entry['lightnas']['landed_lightnet']
-            entry['lightnas_landed_argmax'] = {'arch': landed_arch, 'predicted_ms': lut.predict(landed_arch),
-                                               'argmax_ms': entry['lightnas']['argmax_ms'],
-                                               'landed': landed_arch != entry['lightnas']['argmax_arch'],
-                                               'supernet_acc': entry['lightnas'].get('landed_supernet_acc')}
+        entry['lightnas_variants'] = []
+        for options in variants:
+            key = _key('lightnas', budget_key, target_ms, *([options] if options else []))
+            variant = {'options': options, 'search': dict(journal.get(key, lambda: lightnas(target_ms, options)))}
+            if variant['search'].get('export_rule') == 'ranking':
+                # the same search's landed argmax, trained too: what the ranking adds over alpha alone
+                search = variant['search']
+                landed_arch = search['landed_lightnet']
+                variant['landed_argmax'] = {'arch': landed_arch, 'predicted_ms': lut.predict(landed_arch),
+                                            'argmax_ms': search['argmax_ms'],
+                                            'landed': landed_arch != search['argmax_arch'],
+                                            'supernet_acc': search.get('landed_supernet_acc')}
+            entry['lightnas_variants'].append(variant)
+        entry['lightnas'] = entry['lightnas_variants'][0]['search']  # until the validation split chooses
         print(f"lightnas {target_ms:.4f}: {entry['lightnas']['arch']} argmax {entry['lightnas']['argmax_ms']:.4f} "
               f"entropy {entry['lightnas']['alpha_entropy_fraction']:.2f}", file=sys.stderr)
         config = search_config(target_ms)
@@ -484,10 +518,20 @@ def main(argv=None) -> int:
         results.append(entry)
 
     for entry in results:
-        for name in ('lightnas', 'lightnas_landed_argmax', 'supernet_ranked_random', 'nni_proxyless'):
-            if name in entry:
-                entry[name]['test_acc'] = test_accuracies(entry[name]['arch'])
-                entry[name]['val_acc'] = validation_accuracies(entry[name]['arch'])
+        for variant in entry['lightnas_variants']:
+            for net in [variant['search']] + ([variant['landed_argmax']] if 'landed_argmax' in variant else []):
+                net['test_acc'] = test_accuracies(net['arch'])
+                net['val_acc'] = validation_accuracies(net['arch'])
+    chosen = choose_variant(results)
+    for entry in results:
+        variant = entry['lightnas_variants'][chosen]
+        entry['lightnas'] = variant['search']
+        entry.pop('lightnas_landed_argmax', None)
+        if 'landed_argmax' in variant:
+            entry['lightnas_landed_argmax'] = variant['landed_argmax']
+        for name in ('supernet_ranked_random', 'nni_proxyless'):
+            entry[name]['test_acc'] = test_accuracies(entry[name]['arch'])
+            entry[name]['val_acc'] = validation_accuracies(entry[name]['arch'])
         for net in entry['random']:
             net['test_acc'] = test_accuracies(net['arch'])
             net['val_acc'] = validation_accuracies(net['arch'])
@@ -506,7 +550,9 @@ def main(argv=None) -> int:
         'recipe': {**recipe, 'seeds': args.seeds, 'data_seed': RECIPE_DATA_SEED, 'test_images': len(test_set),
                    'optimizer': 'SGD momentum 0.9 Nesterov, cosine to 0'},
         'search': {**search_settings, 'seed': pipeline.seed, 'quick': args.quick, 'random_nets': random_count,
-                   'lightnas_options': lightnas_options,
+                   'lightnas_variants': variants, 'lightnas_chosen_variant': variants[chosen],
+                   'lightnas_choice_rule': 'best mean validation accuracy of the exports (held-out training '
+                                           'images), one set for every target',
                    'pool': args.pool, 'proxyless_scales': scales},
         'latency_model': {'range_ms': [fastest_ms, slowest_ms], 'calibration': calibration,
                           'batch': int(lut.metadata.get('batch', 32)), 'device': 'local (ONNX Runtime CPU)'},

@@ -76,3 +76,16 @@ def test_standalone_training_scores_one_net_on_test_and_validation(one_torch_thr
     assert test_acc == validation_acc == test_only  # one seeded net, scored twice on the same images
     _, on_other = search_quality.train_standalone(arch, 'fashion_mnist', recipe, 0, data, data, other)
     assert 0.0 <= on_other <= 100.0
+
+
+def test_the_variant_with_the_best_validation_accuracy_is_chosen_for_every_target():
+    def entry(*validation):
+        return {'lightnas_variants': [{'search': {'val_acc': list(v)}} for v in validation]}
+    # variant 1 wins on the mean over targets and seeds though variant 0 wins the first target
+    results = [entry([86.0, 86.2], [85.9, 86.0]), entry([85.0, 85.1], [86.5, 86.4])]
+    assert search_quality.choose_variant(results) == 1
+    # no validation yet (trained before it was kept): the first, the default, stays
+    assert search_quality.choose_variant([entry([None, None], [None, None])]) == 0
+    assert search_quality.parse_variants(None, '{"rank_candidates": 100}') == [{'rank_candidates': 100}]
+    with pytest.raises(SystemExit, match='non-empty JSON list of objects'):
+        search_quality.parse_variants('{"a": 1}', '{}')
