@@ -125,8 +125,10 @@ class LightNASLightningModule(DartsLightningModule):
     def landed_arch(self) -> dict[str, str]:
         """The argmax architecture, or the most probable one within ``landing_tolerance`` of T when it misses.
 
-        T is the latency target; in an energy-only search, the energy target. With both budgets the
-        landing meets the latency target and the energy is reported, not landed on.
+        When no architecture lies within the tolerance, the one nearest to T (the most probable
+        there), with a warning (:func:`~.landing.land_on_target`). T is the latency target; in an
+        energy-only search, the energy target. With both budgets the landing meets the latency
+        target and the energy is reported, not landed on.
         """
         arch = self.argmax_arch()
         tolerance = self.strategy_config.landing_tolerance
