@@ -343,6 +343,8 @@ def main(argv=None) -> int:
                         help='only train the random at-target nets (no search) and print how far they spread '
                              'against two seeds of one net: the noise floor of the recipe, and the first part of a '
                              'full run (the same journal keys)')
+    parser.add_argument('--no-train', action='store_true',
+                        help='with --only-random: train nothing, summarise the nets the journal already holds')
     args = parser.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(Path(args.table).read_text())))
@@ -422,12 +424,16 @@ def main(argv=None) -> int:
 
     if args.only_random:
         # seed by seed: after the first seed every net has a score (the supernet's ranking can be judged)
-        for seed in range(args.seeds):
+        for seed in range(0 if args.no_train else args.seeds):
             for target in targets:
                 for arch in pools[target][:random_count]:
                     journal.get(_key('train', arch, recipe_key, seed), lambda arch=arch, seed=seed: train(arch, seed))
-        nets = {target: [{'arch': arch, 'test_acc': test_accuracies(arch), 'val_acc': validation_accuracies(arch)}
-                         for arch in pools[target][:random_count]] for target in targets}
+
+        def trained(arch: str) -> list[float]:
+            return [journal.records[key] for key in (_key('train', arch, recipe_key, seed) for seed in range(args.seeds))
+                    if key in journal.records]
+        nets = {target: [{'arch': arch, 'test_acc': trained(arch), 'val_acc': validation_accuracies(arch)}
+                         for arch in pools[target][:random_count] if trained(arch)] for target in targets}
         summary = {'targets': [{'target_ms': target, 'random': nets[target]} for target in targets],
                    'noise': noise_floor(list(nets.values())), 'recipe': {**recipe, 'seeds': args.seeds},
                    'seconds': time.perf_counter() - started}
