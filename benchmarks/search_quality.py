@@ -108,7 +108,7 @@ def at_target_pool(lut, target_ms: float, count: int, seed: int) -> list[str]:
     """``count`` distinct archs drawn uniformly from the space with predicted latency within 1% of the target."""
     rng = np.random.default_rng(seed)
     labels = lut.labels
-    tables = [lut.layer_latencies(label).numpy() for label in labels]
+    sizes = [len(lut.candidates[label]) for label in labels]
     found: list[str] = []
     seen: set[str] = set()
     idle_rounds = 0
@@ -116,9 +116,8 @@ def at_target_pool(lut, target_ms: float, count: int, seed: int) -> list[str]:
         if idle_rounds == 5:  # five rounds of draws found nothing new: the target has no more
             break
         before = len(found)
-        choices = np.stack([rng.integers(len(table), size=200_000) for table in tables], axis=1)
-        raw = lut.fixed_ms + sum(tables[i][choices[:, i]] for i in range(len(labels)))
-        predicted = lut.scale * raw + lut.offset_ms
+        choices = np.stack([rng.integers(size, size=200_000) for size in sizes], axis=1)
+        predicted = lut.predict_indices(choices)
         for row in np.flatnonzero(np.abs(predicted / target_ms - 1.0) <= TOLERANCE):
             arch = '-'.join(lut.candidates[label][choices[row, i]] for i, label in enumerate(labels))
             if arch not in seen:

@@ -41,19 +41,6 @@ __all__ = ['draw_at_target', 'best_by_accuracy']
 _logger = logging.getLogger(__name__)
 
 
-def _vectorised_latency(latency_model) -> Callable[[np.ndarray], np.ndarray] | None:
-    """Latency of many architectures (rows of op indices) at once for a per-op table; ``None`` otherwise."""
-    from nni_lightnas.latency.lut import LatencyLUT
-    if not isinstance(latency_model, LatencyLUT):
-        return None
-    tables = [latency_model.layer_latencies(label).numpy() for label in latency_model.labels]
-
-    def latency_ms(choices: np.ndarray) -> np.ndarray:
-        raw = latency_model.fixed_ms + sum(table[choices[:, i]] for i, table in enumerate(tables))
-        return latency_model.scale * raw + latency_model.offset_ms
-    return latency_ms
-
-
 def draw_at_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, target_ms: float, tolerance: float,
                    count: int, seed: int = 0, draws_per_round: int = 4096,
                    max_rounds: int = 50) -> list[dict[str, str]]:
@@ -86,7 +73,8 @@ def draw_at_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, targ
         p = np.exp(np.asarray(log_probs[label].detach().double().cpu(), dtype=float))
         probs.append(p / p.sum())
     scores = [np.log(np.clip(p, 1e-300, None)) for p in probs]
-    vectorised = _vectorised_latency(latency_model)
+    from nni_lightnas.latency.lut import LatencyLUT
+    vectorised = latency_model.predict_indices if isinstance(latency_model, LatencyLUT) else None
     seen: set[tuple[int, ...]] = set()
     found: dict[tuple[int, ...], float] = {}  # op indices -> log-probability
     for _ in range(max_rounds):
