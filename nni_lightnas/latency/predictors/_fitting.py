@@ -130,3 +130,16 @@ def train_full_batch(module: nn.Module, inputs: torch.Tensor, target: torch.Tens
         value = float(error.detach())
     module.eval()
     return value
+
+
+def residual_shrink(out_of_fold: np.ndarray, residual: np.ndarray, *, min_scale: float) -> float:
+    """Least-squares factor in [0, 1] on out-of-fold residual predictions; 0 below ``min_scale`` (or no signal).
+
+    >>> residual_shrink(np.array([1.0, 2.0]), np.array([0.5, 1.0]), min_scale=0.1)
+    0.5
+    >>> residual_shrink(np.array([1.0, 2.0]), np.array([0.05, 0.1]), min_scale=0.1)
+    0.0
+    """
+    denominator = float(out_of_fold @ out_of_fold)
+    scale = float(np.clip((out_of_fold @ residual) / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
+    return 0.0 if scale < min_scale else scale

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..graphs import GraphSpace
-from ._fitting import huber_ridge, relative_error, ridge_loo, train_full_batch
+from ._fitting import huber_ridge, relative_error, residual_shrink, ridge_loo, train_full_batch
 from .base import FeatureEncoder, LatencyPredictor, register_predictor
 from .mlp import make_mlp
 
@@ -147,10 +147,7 @@ class ResidualEnsemblePredictor(LatencyPredictor):
                                  lr=options['lr'], weight_decay=options['weight_decay'])
                 with torch.no_grad():
                     out_of_fold[~train.numpy()] = member(features[~train]).squeeze(-1).double().numpy() * residual_std
-            denominator = float(out_of_fold @ out_of_fold)
-            scale = float(np.clip((out_of_fold @ residual) / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
-            if scale < options['min_scale']:
-                scale = 0.0
+            scale = residual_shrink(out_of_fold, residual, min_scale=options['min_scale'])
         if num_members and scale == 0.0:
             self.fit_info['num_members'] = 0
             base_state = {k: v for k, v in net.state_dict().items() if not k.startswith('members.')}

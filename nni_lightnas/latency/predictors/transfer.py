@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ..graphs import GraphSpace
-from ._fitting import ridge_loo, train_full_batch
+from ._fitting import residual_shrink, ridge_loo, train_full_batch
 from .base import LatencyPredictor, register_predictor
 from .pretrain import PretrainTable, SourceLatencyNet, pretrain_source_model
 
@@ -240,10 +240,7 @@ class TransferPredictor(LatencyPredictor):
                                  lr=options['finetune_lr'], weight_decay=options['weight_decay'])
                 with torch.no_grad():
                     out_of_fold[~train.numpy()] = member(features[~train]).squeeze(-1).double().numpy() * residual_std
-            denominator = float(out_of_fold @ out_of_fold)
-            scale = float(np.clip((out_of_fold @ residual) / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
-            if scale < options['min_scale']:
-                scale = 0.0
+            scale = residual_shrink(out_of_fold, residual, min_scale=options['min_scale'])
         if num_members and scale == 0.0:
             self.fit_info['num_members'] = 0
             kept = {k: v for k, v in net.state_dict().items() if not k.startswith('members.')}
