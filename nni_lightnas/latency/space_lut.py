@@ -53,7 +53,7 @@ from torch import nn
 
 from .device import Device, LatencyResult
 from .journal import CSVJournal, JournalFormatError, read_journal
-from .lut import COLUMNS, LUT_FORMAT, LatencyLUT, LUTFormatError, LUTMismatchError
+from .lut import COLUMNS, LUT_FORMAT, LatencyLUT, LUTFormatError, LUTMismatchError, _Identity, _shape_key
 
 __all__ = ['SPACE_JOURNAL_FORMAT', 'build_space_lut', 'measure_space_archs', 'check_space_compatible']
 
@@ -68,15 +68,6 @@ _RESUME_KEYS = ('space_fingerprint', 'input_shape', 'device', 'threads', 'clock'
                 'check_archs', 'seed')
 #: Whole-network disagreement (relative) above which the build warns.
 _CHECK_WARN = 0.05
-
-
-def _shape_key(shape: Sequence[int]) -> str:
-    return 'x'.join(str(int(d)) for d in shape)
-
-
-class _Identity(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 @dataclass
