@@ -219,6 +219,16 @@ def train_standalone(arch: str, preset: str, recipe: dict[str, Any], seed: int, 
     return test_acc, 100.0 * evaluate_accuracy(net, validation_set)
 
 
+def only_classes(dataset, classes: list[int]):
+    """The examples of ``dataset`` (a ``TensorDataset`` of images and labels) whose label is in ``classes``."""
+    from torch.utils.data import Subset
+    labels = dataset.tensors[1]
+    missing = sorted(set(classes) - set(labels.unique().tolist()))
+    if missing:
+        raise ValueError(f'classes {missing} do not occur in the data (labels {sorted(labels.unique().tolist())})')
+    return Subset(dataset, torch.isin(labels, torch.tensor(classes)).nonzero().flatten().tolist())
+
+
 def _kendall(x, y) -> float | None:
     from scipy.stats import kendalltau
     if len(x) < 3:
@@ -274,12 +284,39 @@ def choose_variant(results: list[dict[str, Any]]) -> int:
 
 
 def noise_floor(random_per_target: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """How far nets of one latency spread against how far two seeds of one net differ (test accuracy, %)."""
+    """How far nets of one latency spread against how far two seeds of one net differ (test accuracy, %).
+
+    Per target, over the nets trained with every seed, a one-way analysis of variance with the
+    architecture as the factor: ``anova_f`` and ``anova_p`` (can the recipe tell these nets apart
+    at all?) and ``architecture_share`` (ICC(1): the share of the variance of one training's
+    accuracy that the architecture explains; 0 or below when seeds differ as much as nets).
+    """
     seed_gaps = [abs(net['test_acc'][0] - net['test_acc'][1])
                  for nets in random_per_target for net in nets if len(net['test_acc']) > 1]
     return {'mean_abs_seed_gap_pct': float(np.mean(seed_gaps)) if seed_gaps else None,
             'random_net_spread_pct_per_target': [float(np.std([np.mean(n['test_acc']) for n in nets]))
-                                                 for nets in random_per_target]}
+                                                 for nets in random_per_target],
+            'per_target': [architecture_anova([n['test_acc'] for n in nets]) for nets in random_per_target]}
+
+
+def architecture_anova(accuracies: list[list[float]]) -> dict[str, Any]:
+    """One-way ANOVA of per-seed accuracies (one list per net) on the nets with the most seeds.
+
+    >>> result = architecture_anova([[80.0, 80.2], [85.0, 85.1], [90.0, 89.8]])
+    >>> result['anova_p'] < 0.001, round(result['architecture_share'], 3)
+    (True, 0.999)
+    """
+    seeds = max((len(a) for a in accuracies), default=0)
+    groups = [np.asarray(a, dtype=float) for a in accuracies if len(a) == seeds]
+    if seeds < 2 or len(groups) < 2:
+        return {'nets': len(groups), 'seeds': seeds, 'anova_f': None, 'anova_p': None, 'architecture_share': None}
+    from scipy.stats import f_oneway
+    f_value, p_value = f_oneway(*groups)
+    within = float(np.mean([g.var(ddof=1) for g in groups]))
+    between = float(seeds * np.var([g.mean() for g in groups], ddof=1))
+    share = (between - within) / (between + (seeds - 1) * within) if between + within > 0 else None
+    return {'nets': len(groups), 'seeds': seeds, 'anova_f': float(f_value), 'anova_p': float(p_value),
+            'architecture_share': share}
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
@@ -344,6 +381,12 @@ def main(argv=None) -> int:
                              'full run (the same journal keys)')
     parser.add_argument('--no-train', action='store_true',
                         help='with --only-random: train nothing, summarise the nets the journal already holds')
+    parser.add_argument('--classes', default=None, metavar='LIST',
+                        help='train and test on these classes only, e.g. 0,2,4,6 (the four upper-body garments '
+                             'of Fashion-MNIST, its hardest split); with --only-random (the searches read the '
+                             "preset's full data)")
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch threads (1 when the machine is shared: two threads on one free core crawl)')
     args = parser.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(Path(args.table).read_text())))
@@ -351,7 +394,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings('ignore')
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger('nni').setLevel(logging.ERROR)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     from nni_lightnas.data import load_for_preset
     from nni_lightnas.pipeline import load_pipeline_config
@@ -365,6 +408,14 @@ def main(argv=None) -> int:
         recipe['train_images'] = args.train_images
     if args.train_epochs:
         recipe['epochs'] = args.train_epochs
+    if args.classes:
+        if not args.only_random:
+            parser.error(f'--classes {args.classes} needs --only-random: the searches train on all classes of '
+                         f'the preset')
+        try:
+            recipe['classes'] = sorted({int(label) for label in args.classes.split(',')})
+        except ValueError:
+            parser.error(f'--classes must be comma-separated class indices such as 0,2,4,6, got {args.classes!r}')
     random_count = args.random or (5 if args.quick else 8)
     scales = [float(s) for s in args.proxyless_scales.split(',')]
     journal = Journal(Path(args.journal or REPO / 'runs' / 'bench' / f'search_quality{"_quick" if args.quick else ""}.jsonl'))
@@ -398,6 +449,11 @@ def main(argv=None) -> int:
     train_full = load_for_preset(args.preset, 'train')
     test_set = load_for_preset(args.preset, 'test')
     from torch.utils.data import Subset
+    if 'classes' in recipe:
+        train_full, test_set = (only_classes(dataset, recipe['classes']) for dataset in (train_full, test_set))
+    if recipe['train_images'] + VALIDATION_IMAGES > len(train_full):
+        parser.error(f"{recipe['train_images']} training images and {VALIDATION_IMAGES} validation images need "
+                     f"{recipe['train_images'] + VALIDATION_IMAGES} images, the data has {len(train_full)}")
     order = torch.randperm(len(train_full), generator=torch.Generator().manual_seed(RECIPE_DATA_SEED))
     train_set = Subset(train_full, order[:recipe['train_images']].tolist())
     validation_set = Subset(train_full, order[recipe['train_images']:recipe['train_images']

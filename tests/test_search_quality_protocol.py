@@ -89,3 +89,19 @@ def test_the_variant_with_the_best_validation_accuracy_is_chosen_for_every_targe
     assert search_quality.parse_variants(None, '{"rank_candidates": 100}') == [{'rank_candidates': 100}]
     with pytest.raises(SystemExit, match='non-empty JSON list of objects'):
         search_quality.parse_variants('{"a": 1}', '{}')
+
+
+def test_noise_floor_tells_nets_apart_only_when_they_differ_more_than_seeds():
+    # three nets 5 points apart, seeds 0.2 apart: the architecture explains nearly everything
+    apart = search_quality.architecture_anova([[80.0, 80.2], [85.0, 85.1], [90.0, 89.8]])
+    assert apart['anova_p'] < 0.001 and apart['architecture_share'] > 0.99
+    # the same net three times: seeds differ, nets do not (F = 0, share -1 with two seeds)
+    same = search_quality.architecture_anova([[86.0, 87.0], [86.0, 87.0], [86.0, 87.0]])
+    assert same['anova_f'] == pytest.approx(0.0) and same['anova_p'] == pytest.approx(1.0)
+    assert same['architecture_share'] == pytest.approx(-1.0)
+    # nets with one seed only cannot be judged; the summary says so instead of guessing
+    assert search_quality.architecture_anova([[86.0], [87.0]])['anova_p'] is None
+    floor = search_quality.noise_floor([[{'test_acc': [80.0, 80.2]}, {'test_acc': [85.0, 85.1]},
+                                         {'test_acc': [90.0]}]])
+    assert floor['mean_abs_seed_gap_pct'] == pytest.approx(0.15)
+    assert floor['per_target'][0]['nets'] == 2  # the net with one seed is left out of the ANOVA
