@@ -9,6 +9,8 @@ adapts it to a new *target* device from a few measured architectures.
 * :func:`read_pretrain_table`: every latency column of a CSV, the target column excluded,
   checked against the target's architecture encoding.
 * :func:`pretrain_source_model`: fit the multi-device network (missing values are skipped).
+* :func:`shipped_pretrain_table`: the default table of a space, from the measured device data
+  that ship beside the repository (:data:`SHIPPED_DATA_DIRS`), when one uses its encoding.
 
 Examples
 --------
@@ -30,6 +32,7 @@ import io
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,12 +45,18 @@ from .base import FeatureEncoder
 from .mlp import make_mlp
 
 __all__ = ['PretrainTable', 'SourceLatencyNet', 'read_pretrain_table', 'pretrain_source_model',
-           'NON_LATENCY_COLUMNS']
+           'shipped_pretrain_table', 'NON_LATENCY_COLUMNS', 'SHIPPED_DATA_DIRS']
 
 _logger = logging.getLogger(__name__)
 
 #: Columns that are never read as latencies (besides the architecture column).
 NON_LATENCY_COLUMNS: frozenset[str] = frozenset({'arch', 'index', 'nb201_index', 'id'})
+
+_REPOSITORY = Path(__file__).resolve().parents[3]
+#: Where the measured multi-device tables are looked for: ``shared/data/latency`` in the
+#: repository or beside it (NAS-Bench-201 and FBNet today; see its README).
+SHIPPED_DATA_DIRS: tuple[Path, ...] = (_REPOSITORY / 'shared' / 'data' / 'latency',
+                                       _REPOSITORY.parent / 'shared' / 'data' / 'latency')
 
 
 @dataclass
@@ -161,6 +170,59 @@ def read_pretrain_table(path: Any, *, exclude: Sequence[str] = (), columns: Sequ
                        for c in chosen], axis=1)
     _logger.info('%s: pre-training columns %s on %d architectures', name, chosen, len(archs))
     return PretrainTable(archs, values, chosen, found, name)
+
+
+def _first_arch(path: Path) -> str:
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=1, comment='#')
+    column = 'arch' if 'arch' in frame.columns else str(frame.columns[0])
+    return str(frame[column].iloc[0]).strip() if len(frame) else ''
+
+
+def shipped_pretrain_table(space: GraphSpace, *, exclude: Sequence[str] = (), columns: Sequence[str] | None = None,
+                           data_dirs: Sequence[str | os.PathLike] = SHIPPED_DATA_DIRS) -> PretrainTable:
+    """The first shipped multi-device table whose architectures are in ``space``'s encoding.
+
+    Parameters
+    ----------
+    space
+        The target's graph space.
+    exclude, columns
+        As in :func:`read_pretrain_table`.
+    data_dirs
+        Directories of ``*.csv`` tables (default :data:`SHIPPED_DATA_DIRS`).
+
+    Raises
+    ------
+    ValueError
+        No table uses the space's encoding: the message lists the tables found and their spaces.
+        The shipped data cover NAS-Bench-201 and FBNet, not the LightNAS presets.
+
+    Examples
+    --------
+    >>> from nni_lightnas.latency.graphs import FBNetGraphSpace
+    >>> shipped_pretrain_table(FBNetGraphSpace()).columns  # doctest: +SKIP
+    ['gtx1080ti_b1', 'rtx2080ti_b1', 'xeon_gold6240', 'xeon_silver4114', 'samsung_a50', 'pixel2']
+    """
+    found = []
+    for directory in dict.fromkeys(Path(d) for d in data_dirs):
+        for path in sorted(directory.glob('*.csv')) if directory.is_dir() else []:
+            arch = _first_arch(path)
+            try:
+                space.parse(arch)
+            except (ValueError, TypeError, KeyError, IndexError):
+                try:
+                    found.append(f'{path} ({detect_space([arch]).name})')
+                except ValueError:
+                    found.append(f'{path} (no known space)')
+                continue
+            return read_pretrain_table(path, exclude=exclude, columns=columns, space=space)
+    where = ', '.join(str(d) for d in dict.fromkeys(Path(d) for d in data_dirs))
+    preset = getattr(getattr(space, 'config', None), 'name', None)
+    name = f'{space.name!r}' + (f' (preset {preset!r})' if preset else '')
+    raise ValueError(f'no shipped multi-device latency table is in the architecture encoding of space {name} '
+                     f'(found: {"; ".join(found) if found else f"no CSV in {where}"}); pass --pretrain-data CSV '
+                     f'(Python: pretrain=read_pretrain_table(CSV, space=space)): an arch column of this space\'s '
+                     'strings and one latency column (ms) per other device')
 
 
 class SourceLatencyNet(nn.Module):
