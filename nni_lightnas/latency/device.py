@@ -170,8 +170,10 @@ class Device(abc.ABC):
         """Measure several models under one hold of the device lock, their runs interleaved where possible.
 
         Use it for models whose latencies are compared (a base network and its variants):
-        devices that can (the local one) alternate the timed runs of all models, so a change
-        of load hits all of them alike; others measure them one after another. ``models``
+        devices that can (the local one, a board over SSH) alternate *blocks* of timed runs
+        of all models (:func:`~nni_lightnas.latency.runner.measure_onnx_group`), so a change
+        of load hits all of them alike while each model is timed warm, as it runs alone;
+        others measure them one after another. ``models``
         are as in :meth:`measure` (``input_shape`` for ``nn.Module`` entries).
         """
         with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:

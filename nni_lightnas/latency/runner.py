@@ -6,7 +6,8 @@ it is copied as is to a board (a Jetson over SSH) and run there; the local devic
 the same function, so both follow one protocol:
 
 1. ``num_warmup_runs`` untimed runs;
-2. ``num_runs`` timed runs of ``session.run`` on a fixed random input;
+2. ``num_runs`` timed runs of ``session.run`` on a fixed random input, back to back (a group
+   of models interleaves blocks of runs, never single runs: :func:`measure_onnx_group`);
 3. median, quartiles and coefficient of variation of the per-run times;
 4. when the IQR exceeds ``max_iqr_ratio`` of the median, measure again (up to
    ``max_attempts``) and keep the attempt with the smallest relative spread.
@@ -60,6 +61,10 @@ def summarize_times(times_ms: list) -> dict:
 
 
 CLOCKS = ('wall', 'cpu')
+#: Timed runs of one model in a row when a group is interleaved (see :func:`measure_onnx_group`).
+DEFAULT_BLOCK_RUNS = 25
+#: Untimed runs that start each block, so its first timed run follows a run of the same model.
+DEFAULT_BLOCK_WARMUP_RUNS = 3
 
 
 def _clock(clock: str, threads: int):
@@ -103,12 +108,20 @@ def measure_onnx(model, *, num_runs: int = 100, num_warmup_runs: int = 10, threa
 
 def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10, threads: int = 1,
                        providers=None, max_iqr_ratio: float = 0.1, max_attempts: int = 3, seed: int = 0,
-                       clock: str = 'wall', on_timed=None) -> list:
-    """Time several ONNX models with their runs interleaved; one summary dict per model.
+                       clock: str = 'wall', on_timed=None, block_runs: int = DEFAULT_BLOCK_RUNS,
+                       block_warmup_runs: int = DEFAULT_BLOCK_WARMUP_RUNS) -> list:
+    """Time several ONNX models in interleaved *blocks* of runs; one summary dict per model.
 
-    All sessions are created first; then each timed round runs every model once (the order
-    rotates every round), so a change of machine load hits all of them alike and their
-    differences stay accurate. When any model's IQR exceeds ``max_iqr_ratio`` of its
+    The latency of a model is that of the model alone, warm, run back to back, as it is
+    deployed (what ``trtexec`` or a plain runtime loop reports). Interleaving single runs
+    (A, B, C, A, ...) would start every run with caches holding another net and measure
+    up to 10 % more. So each round runs every model as a block: ``block_warmup_runs``
+    untimed runs, then ``block_runs`` timed ones; the order of the models rotates every
+    round, and rounds repeat until each model has ``num_runs`` timed runs. A slow change
+    of machine load still hits all models alike (drift control), while every timed run
+    follows runs of the same model. One model is simply timed ``num_runs`` times in a row.
+
+    All sessions are created first. When any model's IQR exceeds ``max_iqr_ratio`` of its
     median the whole group is measured again (up to ``max_attempts``), keeping the attempt
     whose widest relative spread is smallest. ``on_timed``: see :func:`measure_onnx`.
     """
@@ -122,6 +135,9 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
                          % (num_runs, num_warmup_runs))
     if threads < 1:
         raise ValueError('threads must be >= 1, got threads=%r' % (threads,))
+    if block_runs < 1 or block_warmup_runs < 0:
+        raise ValueError('block_runs must be >= 1 and block_warmup_runs >= 0, got block_runs=%r, '
+                         'block_warmup_runs=%r' % (block_runs, block_warmup_runs))
     timer = _clock(clock, threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -147,21 +163,29 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
         runs.append((session, [node.name for node in session.get_outputs()], feeds))
 
     count = len(runs)
+    if count == 1:
+        block_runs = num_runs  # nothing to interleave with: one block, run back to back
+    block_runs = min(block_runs, num_runs)
     best = None
     attempts = 0
     for attempts in range(1, max_attempts + 1):
-        for _ in range(num_warmup_runs):
-            for session, outputs, feeds in runs:
+        for session, outputs, feeds in runs:  # warm-up in blocks as well
+            for _ in range(num_warmup_runs):
                 session.run(outputs, feeds)
         times_ms = [[] for _ in runs]
         timed_start = time.time()
-        for round_index in range(num_runs):
+        round_index = 0
+        while len(times_ms[0]) < num_runs:
             for offset in range(count):
                 index = (round_index + offset) % count
                 session, outputs, feeds = runs[index]
-                start = timer()
-                session.run(outputs, feeds)
-                times_ms[index].append((timer() - start) * 1e3)
+                for _ in range(block_warmup_runs if count > 1 else 0):
+                    session.run(outputs, feeds)
+                for _ in range(min(block_runs, num_runs - len(times_ms[index]))):
+                    start = timer()
+                    session.run(outputs, feeds)
+                    times_ms[index].append((timer() - start) * 1e3)
+            round_index += 1
         if on_timed is not None:
             on_timed(timed_start, time.time())
         summaries = []
@@ -182,6 +206,7 @@ def measure_onnx_group(models, *, num_runs: int = 100, num_warmup_runs: int = 10
             'threads': threads, 'runtime': 'onnxruntime %s' % ort.__version__, 'provider': session.get_providers()[0],
             'input_shape': list(next(iter(feeds.values())).shape), 'host': platform.node(),
             'machine': platform.machine(), 'interleaved_with': count - 1, 'clock': clock,
+            'block_runs': block_runs, 'block_warmup_runs': block_warmup_runs if count > 1 else 0,
         })
         if clock == 'cpu' and summary['provider'] != 'CPUExecutionProvider':
             raise ValueError("clock='cpu' needs the CPU execution provider, the session used %s" % summary['provider'])

@@ -275,7 +275,7 @@ class SSHDevice(Device):
     -----
     :meth:`measure` takes no lock on this machine: the board's own ``flock`` serializes
     measurements from every workstation and trial. :meth:`measure_group` sends all models
-    in one session and ONNX Runtime interleaves their runs on the board (trtexec measures
+    in one session and ONNX Runtime interleaves blocks of their runs on the board (trtexec measures
     them one after another).
 
     Examples
@@ -452,7 +452,7 @@ class SSHDevice(Device):
         return self._measure_onnx_group([path])[0]
 
     def _measure_onnx_group(self, paths: Sequence[Path]) -> list[LatencyResult]:
-        """One SSH session for all ``paths``: ONNX Runtime interleaves their runs on the board."""
+        """One SSH session for all ``paths``: ONNX Runtime interleaves blocks of their runs on the board."""
         payload = self._payload([Path(path).read_bytes() for path in paths])
         command = self._remote_command()
         lock_wait = self.lock_timeout_s if self.lock_timeout_s is not None else 7 * 24 * 3600.0

@@ -21,7 +21,7 @@ Protocol (stdin, then stdout):
    rails, :mod:`board_power`), then power samples all through the timed runs;
 4. ``trtexec`` (when ``--trtexec`` is given; one model after another, engines from the
    board's engine cache, :mod:`board_trtexec`) or ``runner.measure_onnx``
-   (``runner.measure_onnx_group``, runs interleaved, for several);
+   (``runner.measure_onnx_group``, blocks of runs interleaved, for several);
 5. one JSON line on stdout: ``{"results": [runner keys, ...], "facts": {...}}`` (power
    mode, clocks, lock times; ``energy_mj`` and the powers in each result with
    ``--energy``), or ``{"error": {"kind": ..., "message": ...}}`` with a non-zero exit code.
@@ -256,7 +256,7 @@ def _run_onnxruntime(args, model_paths, windows):
     options['on_timed'] = on_timed
     if len(model_paths) == 1:
         return [runner.measure_onnx(model_paths[0], **options)]
-    return runner.measure_onnx_group(list(model_paths), **options)  # runs interleaved: load hits all alike
+    return runner.measure_onnx_group(list(model_paths), **options)  # blocks of runs interleaved: load hits all alike
 
 
 def _power_meter(args):
