@@ -12,7 +12,9 @@ into ``output_dir``:
   ``argmax_arch`` and ``argmax_ms`` (the plain argmax of alpha), ``landed`` (whether the landing step
   moved the export), ``within_tolerance`` and ``nearest_feasible`` (no architecture lay within
   ``landing_tolerance`` of the target, so the nearest one was exported),
-  the final alpha entropy as a fraction of its maximum, ``epochs``, ``seconds`` and more;
+  the final alpha entropy as a fraction of its maximum, ``epochs``, ``seconds`` and more; with
+  ``target_energy_mj``, also ``predicted_energy_mj``, ``energy_relative_error``, ``argmax_energy_mj``,
+  ``energy_lambda`` and ``energy_range_mj`` (``target_ms`` is ``None`` in an energy-only search);
 * ``alpha.json``: softmax(alpha) per layer.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +35,8 @@ from nni.nas.evaluator.pytorch import ClassificationModule, Lightning, Trainer
 from torch import optim
 from torch.utils.data import DataLoader
 
-__all__ = ['SearchConfig', 'CosineSGDClassificationModule', 'make_search_evaluator', 'run_search']
+__all__ = ['SearchConfig', 'CosineSGDClassificationModule', 'make_search_evaluator', 'run_search',
+           'energy_model_of']
 
 _logger = logging.getLogger(__name__)
 
@@ -47,7 +51,12 @@ class SearchConfig:
         Search space preset (its data too). Not used when :func:`run_search` is given another NNI
         model space with its own ``dataset`` (nor are ``train_limit`` and ``data_dir``).
     target_ms
-        Latency target.
+        Latency target; ``None`` for an energy-only search (``target_energy_mj`` then required).
+    target_energy_mj
+        Energy target per inference (mJ), alone or beside ``target_ms``: the latency model must
+        be a LUT with an ``energy_mj`` column (:meth:`~nni_lightnas.latency.lut.LatencyLUT.energy_view`
+        becomes the strategy's energy model). With both, the export lands on the latency target
+        and reports its energy.
     epochs, warmup_epochs
         Total epochs and fair warm-up epochs (the paper: 90 and 10).
     batch_size
@@ -72,7 +81,7 @@ class SearchConfig:
     """
 
     preset: str = 'fashion_mnist'
-    target_ms: float = 1.0
+    target_ms: float | None = 1.0
     epochs: int = 10
     warmup_epochs: int = 2
     batch_size: int = 128
@@ -88,8 +97,16 @@ class SearchConfig:
     data_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
     accelerator: str = 'cpu'
+    target_energy_mj: float | None = None
 
     def __post_init__(self) -> None:
+        if self.target_ms is None and self.target_energy_mj is None:
+            raise ValueError('a search needs a budget: target_ms, target_energy_mj or both; got neither')
+        for name in ('target_ms', 'target_energy_mj'):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise ValueError(f'{name} must be a positive number of {name.rsplit("_", 1)[1]}, got {name}={value!r}')
         if self.epochs < 1:
             raise ValueError(f'epochs must be >= 1, got epochs={self.epochs}')
         if not 0 <= self.warmup_epochs < self.epochs:
@@ -172,6 +189,35 @@ def _any_space_data(config: SearchConfig, space: Any, dataset: Any,
     return train_loader, arch_loader, int(output.shape[-1])
 
 
+def energy_model_of(latency_model: Any, target_energy_mj: float) -> Any:
+    """The energy model an energy target needs: ``latency_model.energy_view()`` of a LUT with energy.
+
+    Raises
+    ------
+    ValueError
+        The latency model has no energy column (a LUT profiled without energy, or a predictor).
+
+    Examples
+    --------
+    >>> from nni_lightnas.latency.lut import LatencyLUT
+    >>> import pandas as pd
+    >>> lut = LatencyLUT(pd.DataFrame({'kind': ['fixed'], 'layer': ['stem'], 'op': ['stem'], 'latency_ms': [1.0],
+    ...                                'energy_mj': [3.0]}), {})
+    >>> energy_model_of(lut, 5.0).latency_range()
+    (3.0, 3.0)
+    """
+    how = ('profile the LUT on a board that measures energy (nni-lightnas profile --device ssh://... on a Jetson '
+           'with power rails; Python: SSHDevice(energy=True))')
+    if not hasattr(latency_model, 'energy_view'):
+        raise ValueError(f'target_energy_mj={target_energy_mj} needs a latency model with an energy_mj column; '
+                         f'{type(latency_model).__name__} has none (only a LUT can carry energy): {how}')
+    try:
+        return latency_model.energy_view()
+    except ValueError as error:
+        raise ValueError(f'target_energy_mj={target_energy_mj} needs a latency model with an energy_mj column: '
+                         f'{error}') from None
+
+
 def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLike | None = None, *,
                space: Any = None, dataset: Any = None, save_warmup_to: str | os.PathLike | None = None,
                warmup_from: str | os.PathLike | None = None, **trainer_kwargs) -> dict[str, Any]:
@@ -214,7 +260,9 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
         if config.warmup_epochs < 1:
             raise ValueError(f'warmup_from={str(warmup_from)!r} needs warmup_epochs >= 1, got {config.warmup_epochs}')
         options['resume_from'] = str(warmup_from)
-    strategy = LightNAS(target_latency_ms=config.target_ms, latency_model=latency_model,
+    energy = {} if config.target_energy_mj is None else {
+        'target_energy_mj': config.target_energy_mj, 'energy_model': energy_model_of(latency_model, config.target_energy_mj)}
+    strategy = LightNAS(target_latency_ms=config.target_ms, latency_model=latency_model, **energy,
                         warmup_epochs=config.warmup_epochs, arc_learning_rate=config.arc_learning_rate,
                         lambda_lr=config.lambda_lr, lr_anneal_threshold=config.lr_anneal_threshold,
                         landing_tolerance=config.landing_tolerance, **options)
@@ -269,7 +317,7 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
                'argmax_relative_error': result['argmax_relative_error'], 'landed': result['landed'],
                'seconds': seconds, 'preset': config.preset if ours else None,
                'space': space.config.name if ours else f'{type(space).__module__}:{type(space).__qualname__}',
-               'latency_range_ms': list(strategy.latency_range_ms),
+               'latency_range_ms': None if strategy.latency_range_ms is None else list(strategy.latency_range_ms),
                'final_val_acc': history['val_acc'].iloc[-1] if 'val_acc' in history and len(history) else None,
                'warmup_reused': warmup_from is not None,
                'alpha_entropy_fraction': _plain(last.get('alpha_entropy_fraction')),
@@ -281,6 +329,9 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
                'export_rule': result['export_rule'],
                **{key: result[key] for key in ('ranked_candidates', 'ranked_supernet_acc', 'landed_lightnet',
                                                'landed_ms', 'landed_supernet_acc') if key in result},
+               **{key: result[key] for key in ('target_energy_mj', 'predicted_energy_mj', 'energy_relative_error',
+                                               'argmax_energy_mj', 'energy_lambda') if key in result},
+               'energy_range_mj': None if strategy.energy_range_mj is None else list(strategy.energy_range_mj),
                'config': asdict(config)}
     if output_dir is not None:
         output = Path(output_dir)

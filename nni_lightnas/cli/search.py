@@ -10,10 +10,13 @@ from .space_option import add_data_arguments, add_space_arguments
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--preset', default='fashion_mnist', help='search space preset (Fashion-MNIST shaped)')
-    target = parser.add_mutually_exclusive_group(required=True)
+    target = parser.add_mutually_exclusive_group()
     target.add_argument('--target-ms', type=float, help='latency target in ms')
     target.add_argument('--target-quantile', type=float,
                         help='target as a position in the space\'s latency range: fastest + Q * (slowest - fastest)')
+    parser.add_argument('--target-energy-mj', type=float, default=None,
+                        help='energy target per inference in mJ, alone or with a latency target (then the export '
+                             'lands on latency and reports energy); --latency must be a LUT with an energy_mj column')
     parser.add_argument('--latency', required=True,
                         help='latency model: a LUT (.csv/.parquet, plain or corrected) or a predictor directory')
     parser.add_argument('--epochs', type=int, default=10, help='search epochs (default 10)')
@@ -50,15 +53,22 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, what='--output', directory=True)
     from nni_lightnas.search import SearchConfig, run_search
     # with --space, the LUT is checked against the space (fingerprint, layers) when the search starts
+    if args.target_ms is None and args.target_quantile is None and args.target_energy_mj is None:
+        raise ValueError('a search needs a budget: --target-ms, --target-quantile or --target-energy-mj (or a '
+                         'latency target and --target-energy-mj together)')
     latency_model = latency_model_from_path(args.latency, space=None if args.space else args.preset)
+    if args.target_energy_mj is not None:
+        from nni_lightnas.search import energy_model_of
+        energy_model_of(latency_model, args.target_energy_mj)  # refused before any data is read
     target_ms = args.target_ms
-    if target_ms is None:
+    if target_ms is None and args.target_quantile is not None:
         if not 0 < args.target_quantile < 1:
             raise ValueError(f'--target-quantile must be in (0, 1), got {args.target_quantile}')
         fastest_ms, slowest_ms = latency_model.latency_range()
         target_ms = fastest_ms + args.target_quantile * (slowest_ms - fastest_ms)
         print(f'target {target_ms:.4f} ms ({args.target_quantile:g} of the range [{fastest_ms:.4f}, {slowest_ms:.4f}] ms)')
-    config = SearchConfig(preset=args.preset, target_ms=target_ms, epochs=args.epochs,
+    config = SearchConfig(preset=args.preset, target_ms=target_ms, target_energy_mj=args.target_energy_mj,
+                          epochs=args.epochs,
                           warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
                           train_limit=args.train_limit or None, lambda_lr=args.lambda_lr,
                           arc_learning_rate=args.arc_lr, seed=args.seed, data_dir=args.data_dir,
