@@ -270,10 +270,35 @@ test split.
 * Pre-training sees the source devices' latencies of every architecture of the file, including
   the target's test architectures (never the target's latencies): the situation of a user who
   has a public multi-device table for the search space.
-* `nni-lightnas profile --predictor transfer` is not wired yet: it needs a multi-device table of
-  the LightNAS space (none is public). The Python API works today:
-  `TransferPredictor(space, pretrain=read_pretrain_table(csv, space=space)).fit(archs, ms)` and
-  `PredictorLatencyModel(predictor)` make it the search's differentiable latency model.
+* No multi-device table of the LightNAS presets is public: `profile --predictor transfer` on a
+  preset needs `--pretrain-data` (below); the shipped tables cover NAS-Bench-201 and FBNet only.
+
+## Use in the product: `nni-lightnas profile --predictor transfer`
+
+```bash
+nni-lightnas profile --preset fashion_mnist --predictor transfer --samples 20 \\
+    --pretrain-data other_boards.csv --device ssh://nvidia@jetson.local -o runs/predictor_jetson
+nni-lightnas search --preset fashion_mnist --latency runs/predictor_jetson --target-quantile 0.4 --output runs/search
+```
+
+It measures `--samples` whole networks on the device (no per-op LUT), chosen spread over the
+space's cost range: a seeded pool of random architectures ranked by total MACs, evenly spaced
+ranks, the cheapest and the dearest architecture at the ends
+(`nni_lightnas/latency/predictors/spread.py`). It fits the `transfer` predictor on them,
+pre-trained on `--pretrain-data` (an `arch` column of the preset's LightNet strings, one latency
+column per other device; `--pretrain-columns A,B` picks some). Without `--pretrain-data` it looks
+for a shipped table in the space's encoding (`shared/data/latency`), and refuses with what to pass
+when none is found, as for every LightNAS preset today. The directory it writes is a predictor
+(`predictor.json`, `weights.pt`: `search --latency DIR` reads it as a latency model that is
+differentiable in alpha) with `measured.csv` (the measured networks; the same `--seed` measures the
+same networks on every board, so several boards' files join into a pretraining table) and `profile.json` (device, batch, kind, samples, pretraining columns and
+`expected_accuracy`). The accuracy to expect is read from this benchmark (the package keeps its
+summary in `nni_lightnas/latency/predictors/transfer_validation.json`): the mean and worst device
+at the largest validated N not above `--samples` (with 20, the `transfer` N=20 columns of the
+tables above), flagged when fewer nets were measured than any validated N.
+Those figures hold for a pretraining table as broad as these (6-7 devices); the command prints
+them and keeps them in `profile.json`. `--predictor` takes the other kinds too (`ensemble`,
+`additive`, `mlp`, `gnn`, `best`), fitted on the measured networks alone.
 '''
 
 
