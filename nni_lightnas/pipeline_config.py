@@ -132,10 +132,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                'last': _OPTIONAL_COUNT, 'data_limit': _OPTIONAL_COUNT,
                'data': Setting('str', choices=('fashion_mnist', 'cifar10', 'imagenet', 'synthetic')),
                'supernet': Setting('str', optional=True), 'latency': Setting('str'),
-               'latency_args': Setting('dict')},
+               'latency_args': Setting('dict'), 'fill_tolerance': Setting('float', low=0, high=1, open_high=True)},
     'train': {'epochs': _COUNT, 'train_limit': _OPTIONAL_COUNT, 'test_limit': _OPTIONAL_COUNT,
               'batch_size': _COUNT, 'learning_rate': _RATE, 'accelerator': Setting('str', choices=_ACCELERATORS)},
-    'measure': {'runs': _COUNT, 'rounds': _COUNT},
+    'measure': {'runs': _COUNT, 'rounds': _COUNT, 'landing_tolerance': Setting('float', low=0, open_low=True),
+                'max_rounds': _COUNT},
 }
 #: The top-level settings that are not sections.
 TOP_LEVEL: dict[str, Setting] = {

@@ -122,6 +122,14 @@ class LightNASEvolution(Tuner):
     max_attempts
         Candidates drawn per request before the tuner gives up (``NoMoreTrialError``): all
         duplicates of earlier ones (space exhausted).
+    fill_tolerance
+        With a budget, the band ``[budget_ms * (1 - fill_tolerance), budget_ms]`` of latencies
+        that use the budget (:class:`~nni_lightnas.budget_band.BudgetBand`): :meth:`best` keeps
+        the best score within it, and an evolved child is the one of ``band_children``
+        mutations nearest to it.
+    band_children
+        Mutated children drawn per evolved candidate; the one nearest to the band is proposed
+        (1: no preference).
 
     Examples
     --------
@@ -141,7 +149,8 @@ class LightNASEvolution(Tuner):
                  latency_args: Mapping[str, Any] | None = None, optimize_mode: str = 'maximize',
                  population_size: int = 20, sample_size: int = 5, mutation_prob: float | None = None,
                  crossover_prob: float = 0.3, seed: int = 0, state_path: str | os.PathLike | None = None,
-                 retry_failed: int = 0, max_attempts: int = 200):
+                 retry_failed: int = 0, max_attempts: int = 200, fill_tolerance: float = 0.03,
+                 band_children: int = 3):
         super().__init__()
         if not (isinstance(population_size, int) and population_size >= 1):
             raise ValueError(f'population_size must be a positive integer, got {population_size!r}')
@@ -160,9 +169,14 @@ class LightNASEvolution(Tuner):
             raise ValueError(f'retry_failed must be a non-negative integer, got {retry_failed!r}')
         if not (isinstance(max_attempts, int) and max_attempts >= 1):
             raise ValueError(f'max_attempts must be a positive integer, got {max_attempts!r}')
+        if not (isinstance(band_children, int) and band_children >= 1):
+            raise ValueError(f'band_children must be a positive integer, got {band_children!r}')
+        from nni_lightnas.budget_band import BudgetBand
         self.lightnet = lightnet
         self.preset = preset
         self.budget_ms = None if budget_ms is None else float(budget_ms)
+        self.band = None if budget_ms is None else BudgetBand(budget_ms=float(budget_ms), fill_tolerance=fill_tolerance)
+        self.band_children = band_children
         self.optimize_mode = optimize_mode
         self.population_size = population_size
         self.sample_size = sample_size
@@ -311,7 +325,10 @@ class LightNASEvolution(Tuner):
         parent = self.tournament()['params']
         if self.rng.random() < self.crossover_prob:
             parent = self.crossover(parent, self.tournament()['params'])
-        return self.mutate(parent)
+        children = [self.mutate(parent) for _ in range(self.band_children if self.band is not None else 1)]
+        if len(children) == 1:
+            return children[0]
+        return min(children, key=lambda child: self.band.distance(self.latency_ms(child)))  # type: ignore[union-attr]
 
     def new_candidate(self) -> dict[str, Any]:
         """A feasible candidate not proposed before; raises ``nni.NoMoreTrialError`` when none is found."""
@@ -474,10 +491,17 @@ class LightNASEvolution(Tuner):
         self.save_state()
 
     def best(self) -> dict[str, Any] | None:
-        """The best completed candidate so far (over the whole history, not only the population)."""
+        """The best completed candidate so far (over the whole history, not only the population).
+
+        With a budget: the best score within the budget band, else the candidate nearest below it.
+        """
         done = [dict(record, parameter_id=key) for key, record in self.history.items() if record['status'] == 'done']
         if not done:
             return None
+        if self.band is not None:
+            chosen = self.band.best(done, maximize=self.optimize_mode == 'maximize')
+            if chosen is not None:
+                return dict(chosen, in_band=self.band.contains(float(chosen['latency_ms'])))
         sign = 1 if self.optimize_mode == 'maximize' else -1
         return max(done, key=lambda record: sign * record['score'])
 

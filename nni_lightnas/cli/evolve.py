@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-duration', default=None, help="NNI maxExperimentDuration, e.g. '2h'")
     parser.add_argument('--population-size', type=int, default=20)
     parser.add_argument('--sample-size', type=int, default=5)
+    parser.add_argument('--fill-tolerance', type=float, default=0.03,
+                        help='keep the best candidate within [budget * (1 - this), budget] (default 0.03)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--batches', type=int, default=None, help='BTE batches (default: nni_lightnas.bte default)')
     parser.add_argument('--last', type=int, default=None, help='BTE: score over the last K batches')
@@ -85,11 +87,14 @@ def _trial_command(python: str, options: dict[str, Any]) -> str:
 def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, preset: str = 'fashion_mnist',
                      latency: str = 'flops', latency_args: dict[str, Any] | None = None, max_trials: int = 50,
                      concurrency: int = 1, max_duration: str | None = None, population_size: int = 20,
-                     sample_size: int = 5, seed: int = 0, trial_options: dict[str, Any] | None = None,
+                     sample_size: int = 5, seed: int = 0, fill_tolerance: float = 0.03,
+                     trial_options: dict[str, Any] | None = None,
                      python: str | None = None, experiment_name: str = 'lightnas-evolve',
                      working_dir: str | Path | None = None) -> Path:
     """Write ``config.yml`` and ``search_space.json`` of an evolution experiment; returns the config path.
 
+    The tuner keeps the best candidate within the budget band ``[budget_ms * (1 -
+    fill_tolerance), budget_ms]`` (:class:`~nni_lightnas.budget_band.BudgetBand`).
     The tuner and the trials get the same latency model: ``'flops'`` without coefficients is
     calibrated here once (three measurements) and saved as ``latency_model.json``;
     ``'measured'`` shares one cache file (``latency_cache.jsonl``) between them.
@@ -107,7 +112,13 @@ def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, pre
     from nni_lightnas.latency.channel import FlopsChannelLatency
     from nni_lightnas.search_spaces.channel_space import nni_search_space
 
+    from nni_lightnas.budget_band import BudgetBand
+
     output = check_output_path(Path(output).resolve(), what='--output', directory=True)
+    try:
+        BudgetBand(budget_ms=1.0, fill_tolerance=fill_tolerance)
+    except ValueError as error:
+        raise ValueError(f'--fill-tolerance: {error}') from None
     latency_args = dict(latency_args or {})
     if latency == 'flops' and 'ms_per_mmac' in latency_args:
         FlopsChannelLatency(lightnet, preset, **latency_args)  # validates the arguments
@@ -134,7 +145,7 @@ def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, pre
         'tuner': {'codeDirectory': '.', 'className': EVOLUTION_CLASS, 'classArgs': {
             'lightnet': lightnet, 'preset': preset, 'budget_ms': budget_ms, 'latency': latency,
             'latency_args': latency_args, 'population_size': population_size, 'sample_size': sample_size,
-            'seed': seed}},
+            'seed': seed, 'fill_tolerance': fill_tolerance}},
         'trainingService': {'platform': 'local'},
     }
     if max_duration:
@@ -222,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
         args.output, lightnet=args.lightnet, budget_ms=args.budget_ms, preset=args.preset, latency=args.latency,
         latency_args=json.loads(args.latency_args) if args.latency_args else None, max_trials=args.max_trials,
         concurrency=args.concurrency, max_duration=args.max_duration, population_size=args.population_size,
-        sample_size=args.sample_size, seed=args.seed, trial_options=trial_options, python=args.python,
+        sample_size=args.sample_size, seed=args.seed, fill_tolerance=args.fill_tolerance,
+        trial_options=trial_options, python=args.python,
         working_dir=args.working_dir)
     print(f'experiment written to {config_path}')
     if args.in_process:
