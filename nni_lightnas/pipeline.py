@@ -177,14 +177,70 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
 
 
 # ------------------------------------------------------------------------ the stages
+def _device_options(config: PipelineConfig) -> dict[str, Any]:
+    """The keyword arguments of the pipeline's device: run counts of ``profile`` and ``device_options``."""
+    return {'num_runs': int(config.profile.get('runs', 100)), 'num_warmup_runs': int(config.profile.get('warmup', 10)),
+            'threads': int(config.profile.get('threads', 1)), **config.device_options}
+
+
 def _make_device(config: PipelineConfig):
-    from .latency import LocalDevice
-    options = {'num_runs': int(config.profile.get('runs', 100)), 'num_warmup_runs': int(config.profile.get('warmup', 10)),
-               'threads': int(config.profile.get('threads', 1))}
-    if config.device == 'local':
-        return LocalDevice(**options)
     from .latency.devices import make_device
-    return make_device(config.device, **options)
+    return make_device(config.device, **_device_options(config))
+
+
+#: Stage-2 latency models the pipeline accepts (``evolve.latency``), besides a JSON path and ``module:factory``.
+STAGE2_LATENCY = ('device', 'flops')
+
+
+def stage2_latency(config: PipelineConfig, arch: str, batch: int, directory: Path) -> tuple[str, dict[str, Any]]:
+    """The latency model of stage 2 (the tuner's budget check and the trials), on the pipeline's device.
+
+    ``evolve.latency``:
+
+    * ``device`` (the default): every candidate is exported and measured on the pipeline's
+      device (``local``, ``ssh://``, a pool), the same quantity as the LUT calibration and the
+      final measurement; measurements are cached in ``latency_cache.jsonl`` of the stage's
+      folder, so an interrupted stage resumes without measuring again.
+    * ``flops``: the line ``intercept_ms + ms_per_mmac * MMACs``, fitted on the narrowest,
+      middle and widest widths *measured on the pipeline's device* (saved as
+      ``latency_model.json``); with ``latency_args: {intercept_ms, ms_per_mmac}`` the given line.
+    * a saved model's JSON path or ``module:factory``, as given.
+
+    A remote device never gets a model measured on this host: ``measured`` (which times on
+    this host) is refused for a device other than ``local``.
+
+    Returns the ``--latency`` spec and ``--latency-args`` of ``nni-lightnas evolve``.
+
+    Examples
+    --------
+    >>> config = PipelineConfig.from_dict({'preset': 'tiny', 'device': 'ssh://nvidia@jetson',
+    ...                                    'evolve': {'latency': 'measured'}})
+    >>> stage2_latency(config, 'MBK3E3-skip-MBK5E6', 1, Path('/tmp'))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nni_lightnas.pipeline_config.PipelineConfigError: evolve.latency: 'measured' times candidates on this host, ...
+    """
+    settings = dict(config.evolve)
+    kind = str(settings.get('latency') or 'device')
+    user_args = dict(settings.get('latency_args') or {})
+    measuring = {**_device_options(config), 'device': config.device, 'batch_size': batch,
+                 'cache_path': str(directory / 'latency_cache.jsonl')}
+    if kind == 'measured' and config.device != 'local':
+        raise PipelineConfigError(f"evolve.latency: 'measured' times candidates on this host, but the pipeline's "
+                                  f"device is {config.device!r}; accepted: {', '.join(STAGE2_LATENCY)} (both measure "
+                                  f"on that device), a saved model's JSON path or module:factory")
+    if kind == 'device':
+        return 'nni_lightnas.latency.devices:measured_channel_latency', {**measuring, **user_args}
+    if kind == 'flops' and 'ms_per_mmac' not in user_args:
+        from .latency.channel import FlopsChannelLatency
+        from .latency.devices import measured_channel_latency
+        measured = measured_channel_latency(arch=arch, preset=config.preset, **measuring)
+        line = FlopsChannelLatency.calibrate(arch, config.preset, device=measured, batch_size=batch)
+        _logger.info('stage-2 FLOPs line calibrated on %s: %s', config.device, line)
+        return str(line.save(directory / 'latency_model.json')), {}
+    if kind == 'flops':
+        return 'flops', {'batch_size': batch, **user_args}
+    return kind, {'batch_size': batch, **user_args}
 
 
 def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
@@ -318,12 +374,13 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
 
 def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, directory: Path) -> dict[str, Any]:
     settings = dict(config.evolve)
-    # The stage-2 latency model times the same batch as the LUT, so the budget means the same thing.
-    latency_args = {'batch_size': batch, **settings.pop('latency_args', {})}
+    settings.pop('latency_args', None)
+    settings.pop('latency', None)
+    # Stage 2 measures on the pipeline's device at the LUT's batch, so the budget means the same thing.
+    latency, latency_args = stage2_latency(config, arch, batch, directory)
     command = [sys.executable, '-m', 'nni_lightnas', 'evolve', '--in-process', '--lightnet', arch,
                '--preset', config.preset, '--budget-ms', str(target_ms), '--output', str(directory),
-               '--seed', str(config.seed), '--latency', str(settings.pop('latency', 'flops')),
-               '--latency-args', json.dumps(latency_args)]
+               '--seed', str(config.seed), '--latency', latency, '--latency-args', json.dumps(latency_args)]
     for key, value in settings.items():
         if value is not None:  # null: the evolve command's default
             command += [f'--{key.replace("_", "-")}', str(value)]
@@ -351,7 +408,7 @@ def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, dir
     widths = best.get('params') or best.get('parameters') or {}
     atomic_write_json(directory / 'best.json', best, default=float)
     return {'widths': widths, 'latency_ms': best.get('latency_ms'), 'score': best.get('score', best.get('default')),
-            'num_trials': len(trials)}
+            'in_band': best.get('in_band'), 'latency_model': latency, 'num_trials': len(trials)}
 
 
 def _build_net(config: PipelineConfig, arch: str, widths: dict[str, Any]):

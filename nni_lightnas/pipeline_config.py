@@ -140,7 +140,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
 }
 #: The top-level settings that are not sections.
 TOP_LEVEL: dict[str, Setting] = {
-    'run_dir': Setting('str'), 'preset': Setting('str'), 'device': Setting('str'),
+    'run_dir': Setting('str'), 'preset': Setting('str'), 'device': Setting('str'), 'device_options': Setting('dict'),
     'data_dir': Setting('str', optional=True),
     'target_quantiles': Setting('floats', low=0, high=1, open_low=True, open_high=True),
     'targets_ms': Setting('floats', low=0, open_low=True, optional=True),
@@ -159,7 +159,10 @@ class PipelineConfig:
     preset
         Search space preset (Fashion-MNIST shaped presets for the built-in data).
     device
-        ``local`` or an ``ssh://`` board.
+        ``local``, an ``ssh://`` board or a pool of them (comma-separated): every stage measures there.
+    device_options
+        Keyword arguments of the device (:func:`~nni_lightnas.latency.devices.make_device`):
+        ``identity_file``, ``ssh_options``, ``remote_python``, ... for ``ssh://``.
     data_dir
         The data set's directory (default: the preset's built-in data).
     target_quantiles, targets_ms
@@ -175,6 +178,7 @@ class PipelineConfig:
     run_dir: str = 'runs/fashion_mnist'
     preset: str = 'fashion_mnist'
     device: str = 'local'
+    device_options: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     target_quantiles: list[float] = field(default_factory=lambda: [0.4])
     targets_ms: list[float] | None = None
@@ -232,12 +236,16 @@ class PipelineConfig:
         if self.preset not in PRESETS:
             raise PipelineConfigError(f'{where}preset: {self.preset!r} is not a preset; accepted: '
                                       f'{", ".join(PRESETS)}')
-        if self.device != 'local':
+        if self.device != 'local' or self.device_options:
             from .latency.devices import make_device
             try:
-                make_device(self.device)
-            except ValueError as error:
+                make_device(self.device, **self.device_options)
+            except (ValueError, TypeError) as error:
                 raise PipelineConfigError(f'{where}device: {error}') from None
+        if self.device != 'local' and evolve.get('latency') == 'measured':
+            raise PipelineConfigError(f"{where}evolve.latency: 'measured' times candidates on this host, but the "
+                                      f"device is {self.device!r}; accepted: device (the default) or flops, both "
+                                      f"measured on that device")
 
 
 def _check_settings(data: dict[str, Any], where: str, prefix: str) -> None:
