@@ -9,7 +9,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING
 
 __all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError', 'LatencyMultiplier',
-           'SinglePathMixedLayer', 'LightNASEvolution', 'ProfilingConfig', 'ProfilingResult',
+           'SinglePathMixedLayer', 'SinglePathRepeat', 'LightNASEvolution', 'ProfilingConfig', 'ProfilingResult',
            'profile_search_space', 'comfort_zone_scale']
 
 # Exports are imported on first use (PEP 562): NNI imports the evolution tuner through this
@@ -22,6 +22,7 @@ _EXPORTS = {
     'LightNAS': '.lightnas',
     'LightNASLightningModule': '.lightnas',
     'SinglePathMixedLayer': '.single_path',
+    'SinglePathRepeat': '.single_path',
     'ProfilingConfig': '.space_profiling',
     'ProfilingResult': '.space_profiling',
     'profile_search_space': '.space_profiling',
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .evolution import LightNASEvolution
     from .latency_multiplier import LatencyMultiplier
     from .lightnas import InfeasibleTargetError, LightNAS, LightNASLightningModule
-    from .single_path import SinglePathMixedLayer
+    from .single_path import SinglePathMixedLayer, SinglePathRepeat
     from .space_profiling import ProfilingConfig, ProfilingResult, profile_search_space
     from .comfort_zone import comfort_zone_scale
 

@@ -13,8 +13,9 @@ within ``tolerance``, keeping as much of what alpha learned as possible:
   calibrated) the latency is a sum, and the problem is a knapsack solved exactly up to a
   latency grid by dynamic programming over the layers; candidates are then checked with the
   model's own :meth:`predict`.
-* For any other model (a predictor), the architectures that differ from the argmax in at most
-  two layers are scored with :meth:`predict`.
+* For any other model (a predictor, or a table with depth gates, whose latency is no plain sum:
+  :mod:`~nni_lightnas.latency.depth_gates`), the architectures that differ from the argmax in at
+  most two layers are scored with :meth:`predict`.
 
 When no architecture lies within the tolerance (a target between two reachable latencies, or a
 predictor whose neighbourhood of the argmax misses it), the *nearest* architecture is returned
@@ -93,7 +94,7 @@ def land_on_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, targ
     scores = {label: np.asarray(log_probs[label].detach().double().cpu(), dtype=float)
               for label in latency_model.labels}
     from nni_lightnas.latency.lut import LatencyLUT
-    if isinstance(latency_model, LatencyLUT):
+    if isinstance(latency_model, LatencyLUT) and not latency_model.depth_gates:
         landed, closest = _knapsack(latency_model, scores, target_ms, tolerance)
     else:
         landed, closest = _neighbourhood(latency_model, scores, target_ms, tolerance)

@@ -59,7 +59,7 @@ from ._training import batch_statistics_accuracy
 from .ranking import best_by_accuracy, draw_at_target
 from .latency_multiplier import LatencyMultiplier
 from .schedule import PAPER_ARCH_STEPS, BudgetSchedule
-from .single_path import SinglePathMixedLayer
+from .single_path import SinglePathChoice, SinglePathMixedLayer, SinglePathRepeat
 
 __all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError']
 
@@ -105,8 +105,9 @@ class LightNASLightningModule(DartsLightningModule):
         self._last_arc_lr = float('nan')
 
     # ----------------------------------------------------------------- helpers
-    def mixed_layers(self) -> list[SinglePathMixedLayer]:
-        return [m for m in self.supernet_modules() if isinstance(m, SinglePathMixedLayer)]
+    def mixed_layers(self) -> list[SinglePathChoice]:
+        """Every searched choice of the supernet in module order: ``LayerChoice`` layers and ``Repeat`` depths."""
+        return [m for m in self.supernet_modules() if isinstance(m, SinglePathChoice)]
 
     def layer_probs(self) -> dict[str, torch.Tensor]:
         """softmax(alpha) per layer label (differentiable)."""
@@ -290,7 +291,7 @@ class LightNASLightningModule(DartsLightningModule):
         output = self.training_module.training_step(batch, batch_idx)
         return output['loss'] if isinstance(output, dict) else output
 
-    def _orders(self) -> tuple[list[SinglePathMixedLayer], list[list[int]], int]:
+    def _orders(self) -> tuple[list[SinglePathChoice], list[list[int]], int]:
         """Per layer, a random order of all its candidates (drawn without replacement), one per label.
 
         Modules that share a label (NAS-Bench-201 cells) share the order, so every path run is an
@@ -304,7 +305,7 @@ class LightNASLightningModule(DartsLightningModule):
         orders = [by_label[layer.label] for layer in layers]
         return layers, orders, max(len(order) for order in orders)
 
-    def _layers_by_label(self) -> dict[str, SinglePathMixedLayer]:
+    def _layers_by_label(self) -> dict[str, SinglePathChoice]:
         """The first mixed layer of each label, in module order (the others share its alpha)."""
         unique: dict[str, SinglePathMixedLayer] = {}
         for layer in self.mixed_layers():
@@ -925,15 +926,16 @@ class LightNAS(DARTS):
 
     # ---------------------------------------------------------- NNI plumbing
     def default_mutation_hooks(self):
-        return [SinglePathMixedLayer.mutate, no_default_hook]
+        return [SinglePathMixedLayer.mutate, SinglePathRepeat.mutate, no_default_hook]
 
     def mutate_model(self, model):
-        space_candidates(model)  # refuses Repeat, MutableConv2d, ... by module and mutable, before any training
+        space_candidates(model)  # refuses MutableConv2d, InputChoice, ... by module and mutable, before any training
         space = model.simplify()
         expected = self.space_model.candidates
         for label, mutable in space.items():
             if not isinstance(mutable, Categorical):
-                raise TypeError(f'LightNAS searches LayerChoice/categorical choices only; {label} is {mutable!r}')
+                raise TypeError(f'LightNAS searches LayerChoice and Repeat depth (categorical) choices only; '
+                                f'{label} is {mutable!r}')
             if label not in expected:
                 raise ValueError(f'layer {label} of the model space is unknown to the latency model '
                                  f'(it knows {list(expected)})')

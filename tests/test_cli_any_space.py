@@ -48,8 +48,8 @@ def test_profile_then_search_a_user_space_from_the_command_line(tmp_path, capsys
     (['profile', '--space', SPACE, '--input-shape', '1,forty', '--output', 'x.csv'], 'positive integers'),
     (['profile', '--space', SPACE, '--input-shape', '1,40,49', '--output', 'x.csv', '--correct', 'bbssp'],
      'for our presets'),
-    (['profile', '--space', 'nni.nas.hub.pytorch:ProxylessNAS', '--space-args', '{"width_mult": 0.25}',
-      '--input-shape', '1,3,32,32', '--output', 'x.csv'], "module 'blocks.1' of type Repeat"),
+    (['profile', '--space', 'nni.nas.hub.pytorch:MobileNetV3Space', '--input-shape', '1,3,32,32',
+      '--output', 'x.csv'], "module 'stem.0' of type MutableConv2d"),
 ])
 def test_bad_space_options_are_one_line_errors(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -40,6 +40,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .depth_gates import (active_mask, active_probabilities, active_weights, check_gates, gated_range,
+                          gates_from_metadata)
 from .device import Device, LatencyResult
 from .journal import CSVJournal, JournalFormatError, JournalTable, read_journal, write_table
 from .model import LatencyModel
@@ -243,7 +245,9 @@ class LatencyLUT(LatencyModel):
 
     ``predict(arch) = scale * (fixed_ms + sum_l lut[l, arch[l]]) + offset_ms``. ``scale`` and
     ``offset_ms`` are 1 and 0 unless a whole-network calibration was fitted
-    (:func:`~nni_lightnas.latency.calibration.fit_linear_calibration`).
+    (:func:`~nni_lightnas.latency.calibration.fit_linear_calibration`). A table of a space with
+    depth choices (NNI's ``Repeat``) carries ``metadata['depth_gates']``: a layer inside a block
+    past the chosen depth counts 0 (:mod:`~nni_lightnas.latency.depth_gates`).
 
     Parameters
     ----------
@@ -292,6 +296,9 @@ class LatencyLUT(LatencyModel):
             self.candidates[label] = [str(op) for op in rows['op']]
             self._values[label] = torch.tensor([float(v) for v in rows['latency_ms']], dtype=torch.float64)
         self._fixed_ms = float(self.table.loc[self.table['kind'] == 'fixed', 'latency_ms'].sum())
+        # depth choices (NNI's Repeat): the labels inside a block count only when the block runs
+        self.depth_gates = gates_from_metadata(self.metadata)
+        check_gates(self.depth_gates, self.candidates)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -326,7 +333,9 @@ class LatencyLUT(LatencyModel):
         ops = [arch[label] for label in self.labels] if isinstance(arch, Mapping) else list(arch)
         if len(ops) != len(self.labels):
             raise ValueError(f'architecture has {len(ops)} layers, the LUT {len(self.labels)}')
-        total = self._fixed_ms + sum(self.latency(label, op) for label, op in zip(self.labels, ops))
+        weights = active_weights(self.depth_gates, dict(zip(self.labels, ops))) if self.depth_gates else {}
+        total = self._fixed_ms + sum(weights.get(label, 1.0) * self.latency(label, op)
+                                     for label, op in zip(self.labels, ops))
         return self.scale * total + self.offset_ms
 
     def predict_indices(self, choices) -> 'np.ndarray':
@@ -346,7 +355,9 @@ class LatencyLUT(LatencyModel):
         if choices.ndim != 2 or choices.shape[1] != len(self.labels):
             raise ValueError(f'choices must be rows of {len(self.labels)} op indices (one per layer), '
                              f'got an array of shape {choices.shape}')
-        raw = self._fixed_ms + sum(self._values[label].numpy()[choices[:, i]] for i, label in enumerate(self.labels))
+        mask = active_mask(self.depth_gates, self.labels, choices)
+        raw = self._fixed_ms + sum(mask[:, i] * self._values[label].numpy()[choices[:, i]]
+                                   for i, label in enumerate(self.labels))
         return self.scale * raw + self.offset_ms
 
     def expected_latency(self, probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -355,6 +366,7 @@ class LatencyLUT(LatencyModel):
         if missing:
             raise KeyError(f'probabilities missing for layers {missing}; the LUT needs {self.labels}')
         total = None
+        active = active_probabilities(self.depth_gates, probs) if self.depth_gates else {}
         for label in self.labels:
             p = probs[label]
             values = self._values[label].to(device=p.device, dtype=p.dtype if p.is_floating_point() else torch.float32)
@@ -362,14 +374,16 @@ class LatencyLUT(LatencyModel):
                 raise ValueError(f'{label}: {p.shape[-1]} probabilities for {values.shape[0]} candidates '
                                  f'{self.candidates[label]}')
             term = (p * values).sum(-1)
+            if label in active:
+                term = active[label] * term
             total = term if total is None else total + term
         if total is None:
             total = torch.zeros(())
         return self.scale * (total + self._fixed_ms) + self.offset_ms
 
     def latency_range(self) -> tuple[float, float]:
-        low = self._fixed_ms + sum(float(v.min()) for v in self._values.values())
-        high = self._fixed_ms + sum(float(v.max()) for v in self._values.values())
+        low, high = gated_range(self.depth_gates, self._values)
+        low, high = self._fixed_ms + low, self._fixed_ms + high
         return (self.scale * low + self.offset_ms, self.scale * high + self.offset_ms)
 
     # --- compatibility -------------------------------------------------------------------------

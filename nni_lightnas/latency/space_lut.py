@@ -51,6 +51,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .depth_gates import gates_to_metadata
 from .device import Device, LatencyResult
 from .journal import CSVJournal, JournalFormatError, read_journal
 from .lut import COLUMNS, LUT_FORMAT, LatencyLUT, LUTFormatError, LUTMismatchError, _Identity, _shape_key
@@ -68,6 +69,8 @@ _RESUME_KEYS = ('space_fingerprint', 'input_shape', 'device', 'threads', 'clock'
                 'check_archs', 'seed')
 #: Whole-network disagreement (relative) above which the build warns.
 _CHECK_WARN = 0.05
+#: Journal op name of a block without choices inside a ``Repeat``.
+_BLOCK_OP = 'block'
 
 
 @dataclass
@@ -96,6 +99,10 @@ def _plan(space: nn.Module, probe, overhead: bool) -> list[_Measurement]:
         for op, candidate in zip(probe.candidates[call.label], module):
             rows.append(_Measurement('op', call.key, op, call.label, call.input_shape, call.output_shape,
                                      lambda candidate=candidate: candidate))
+    blocks = dict(space.named_modules())
+    for call in probe.block_calls:  # a block without choices inside a Repeat: its latency goes to the depth's rows
+        rows.append(_Measurement('op', call.key, _BLOCK_OP, call.label, call.input_shape, call.output_shape,
+                                 lambda block=blocks[call.path]: block))
     if not overhead:
         return rows
     shapes = {_shape_key(row.output_shape): row.output_shape for row in rows if row.kind == 'op'}
@@ -160,13 +167,17 @@ def _resume(journal_path: Path, expected: Mapping[str, Any]) -> tuple[dict[str, 
     return dict(found.metadata), rows, found.bad_lines
 
 
-def _check_archs(op_rows: pd.DataFrame, candidates: Mapping[str, Sequence[str]], count: int,
-                 seed: int) -> list[dict[str, str]]:
-    """The fastest and the slowest architecture by the op rows, then distinct random ones."""
-    values = {label: {str(op): float(ms) for op, ms in zip(rows['op'], rows['latency_ms'])}
-              for label, rows in op_rows.groupby('layer', sort=False)}
-    fastest = {label: min(ops, key=lambda op: values[label][op]) for label, ops in candidates.items()}
-    slowest = {label: max(ops, key=lambda op: values[label][op]) for label, ops in candidates.items()}
+def _check_archs(ops_only: LatencyLUT, count: int, seed: int) -> list[dict[str, str]]:
+    """The fastest and the slowest architecture by the op rows (depth gates applied), then distinct random ones."""
+    candidates = ops_only.candidates
+
+    def extreme(pick) -> dict[str, str]:
+        arch = {label: pick(ops, key=lambda op: ops_only.latency(label, op)) for label, ops in candidates.items()}
+        for gate in ops_only.depth_gates:  # a depth's groups are independent: its best depth with the others fixed
+            arch[gate.label] = pick(gate.ops, key=lambda op: ops_only.predict({**arch, gate.label: op}))
+        return arch
+
+    fastest, slowest = extreme(min), extreme(max)
     archs = [fastest] + ([slowest] if slowest != fastest else [])
     rng = random.Random(seed)
     total = 1
@@ -303,8 +314,14 @@ def build_space_lut(space: nn.Module, device: Device, *, example_input: torch.Te
     # per (label, op): the sum over the label's calls of (median - the call overhead at its output shape)
     overheads = {row['op']: float(row['median_ms']) for row in done.values() if row['kind'] == 'overhead'}
     aggregated: dict[tuple[str, str], dict[str, Any]] = {}
+    depth_labels = {depth.label for depth in probe.depths}
+    block_ms: dict[str, float] = {}  # block path -> latency of a block without choices inside a Repeat
     for row in (row for row in done.values() if row['kind'] == 'op'):
         overhead_ms = overheads.get(str(row['output_shape']), 0.0) if overhead else 0.0
+        if str(row['label']) in depth_labels:
+            path = str(row['layer']).split('#')[0]
+            block_ms[path] = block_ms.get(path, 0.0) + max(float(row['median_ms']) - overhead_ms, 0.0)
+            continue
         key = (str(row['label']), str(row['op']))
         into = aggregated.setdefault(key, {
             'kind': 'op', 'layer': key[0], 'op': key[1], 'latency_ms': 0.0, 'median_ms': 0.0, 'p25_ms': 0.0,
@@ -318,6 +335,15 @@ def build_space_lut(space: nn.Module, device: Device, *, example_input: torch.Te
         into['cv'] = max(into['cv'], float(row['cv']) if pd.notna(row['cv']) else 0.0)
         into['stable'] = bool(into['stable'] and str(row['stable']) not in ('False', 'false', '0'))
         into['instances'] += 1
+    for depth in probe.depths:  # depth d: the blocks without choices among the first d
+        for value in depth.depths:
+            latency_ms = sum(block_ms.get(depth.block_paths[index], 0.0) for index in depth.plain_blocks
+                             if index < value)
+            aggregated[(depth.label, str(value))] = {
+                **{column: None for column in COLUMNS}, 'kind': 'op', 'layer': depth.label, 'op': str(value),
+                'latency_ms': latency_ms, 'median_ms': latency_ms, 'overhead_ms': 0.0, 'stable': True,
+                'instances': 1}
+    gates = gates_to_metadata([depth.gate() for depth in probe.depths])
     op_rows = [aggregated[(label, op)] for label, ops in probe.candidates.items() for op in ops
                if (label, op) in aggregated]
     uncalled = [label for label in probe.candidates if (label, probe.candidates[label][0]) not in aggregated]
@@ -333,8 +359,8 @@ def build_space_lut(space: nn.Module, device: Device, *, example_input: torch.Te
                 'instances': 1}
 
     # whole networks: the fixed part, and the check of the table
-    table = pd.DataFrame(op_rows)
-    archs = _check_archs(table, probe.candidates, check_archs, seed)
+    ops_only = LatencyLUT(pd.DataFrame(op_rows), {'depth_gates': gates})  # the op rows' sum, depth gates applied
+    archs = _check_archs(ops_only, check_archs, seed)
     missing = [arch for arch in archs if ('whole', arch_string(arch)) not in done]
     if missing:
         results = measure_space_archs(space, missing, device, example_input=probe.input_shape)
@@ -342,7 +368,7 @@ def build_space_lut(space: nn.Module, device: Device, *, example_input: torch.Te
             record(_Measurement('whole', 'whole', arch_string(arch), '', probe.input_shape, probe.output_shape,
                                 _Identity), result)
     measured = [float(done[('whole', arch_string(arch))]['median_ms']) for arch in archs]
-    op_sums = [sum(float(aggregated[(label, op)]['latency_ms']) for label, op in arch.items()) for arch in archs]
+    op_sums = [ops_only.predict(arch) for arch in archs]
     residuals = [whole - call_row['latency_ms'] - ops for whole, ops in zip(measured, op_sums)]
     rest_ms = statistics.median(residuals)
     rest_row = {**{column: None for column in COLUMNS}, 'kind': 'fixed', 'layer': 'rest', 'op': 'rest',
@@ -354,11 +380,13 @@ def build_space_lut(space: nn.Module, device: Device, *, example_input: torch.Te
                         '(fusion across ops, or a small batch where the call overhead dominates)', rest_ms)
 
     metadata = dict(metadata or expected)
-    instances = {label: len(probe.calls_of(label)) for label in probe.candidates}
+    instances = {label: len(probe.calls_of(label)) if label not in depth_labels else 1 for label in probe.candidates}
     metadata.update({'format': LUT_FORMAT, 'preset': type(space).__name__, 'batch': int(probe.input_shape[0]),
                      'input_size': None, 'in_chans': None, 'correction': 'none', 'complete': True,
                      'num_runs': device.num_runs, 'num_warmup_runs': device.num_warmup_runs,
                      'instances': instances, 'output_shape': list(probe.output_shape)})
+    if gates:
+        metadata['depth_gates'] = gates
     lut = LatencyLUT(pd.DataFrame([call_row, rest_row, *op_rows]), metadata)
     check = [{'arch': arch_string(arch), 'measured_ms': ms, 'predicted_ms': lut.predict(arch),
               'relative_error': lut.predict(arch) / ms - 1.0} for arch, ms in zip(archs, measured)]
