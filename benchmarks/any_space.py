@@ -1,8 +1,8 @@
 """LightNAS on spaces that are not ours: profile, search at 25/50/75% of the range, measure each export.
 
-For each space (the user-written keyword-spotting space of ``examples/nni_spaces/kws_space.py``
-and NNI's ``NasBench201`` hub space; NNI's ``ProxylessNAS`` is refused by LightNAS, see
-docs/your_own_space.md):
+For each space (the user-written keyword-spotting space of ``examples/nni_spaces/kws_space.py``,
+NNI's ``NasBench201`` hub space, and NNI's ``ProxylessNAS`` hub space with its ``Repeat`` depth
+choices, at a width small enough for a CPU; see docs/your_own_space.md):
 
 1. profile it on ``local`` (:func:`~nni_lightnas.latency.space_lut.build_space_lut`, resumable),
    then fit a whole-network linear calibration on ``--calibrate`` random architectures;
@@ -49,15 +49,18 @@ def spaces(quick: bool) -> dict[str, dict[str, Any]]:
     """name -> factory of the space, example input shape, data set."""
     from kws_space import NUM_FRAMES, NUM_MELS, KWSSpace, generated_kws_features
     from nasbench201 import generated_images
-    from nni.nas.hub.pytorch import NasBench201
+    from nni.nas.hub.pytorch import NasBench201, ProxylessNAS
     examples = 512 if quick else 8192
     kws_args = {'channels': 16 if quick else 64, 'num_blocks': 4}
     nb_args = {'stem_out_channels': 8, 'num_modules_per_stack': 1 if quick else 3}
+    proxyless_args = {'width_mult': 0.25 if quick else 0.5, 'num_labels': 10}
     return {
         'kws_user_space': {'factory': lambda: KWSSpace(**kws_args), 'input_shape': (8, NUM_MELS, NUM_FRAMES),
                            'dataset': lambda: generated_kws_features(examples, seed=0)},
         'nasbench201': {'factory': lambda: NasBench201(**nb_args), 'input_shape': (8, 3, 32, 32),
                         'dataset': lambda: generated_images(examples, seed=0)},
+        'proxylessnas': {'factory': lambda: ProxylessNAS(**proxyless_args), 'input_shape': (8, 3, 32, 32),
+                         'dataset': lambda: generated_images(examples, seed=0)},
     }
 
 
