@@ -60,3 +60,13 @@ def test_a_host_measured_model_is_refused_for_a_remote_device(tmp_path):
     local = PipelineConfig.from_dict({'preset': 'tiny', 'device': 'local'})
     spec, args = stage2_latency(local, ARCH, 8, tmp_path)
     assert spec.endswith(':measured_channel_latency') and args['device'] == 'local' and args['batch_size'] == 8
+
+
+def test_trials_report_the_device_latency_to_the_microsecond(sshd, tmp_path):
+    config = _config(sshd, tmp_path / 'run')
+    directory = tmp_path / 'run' / 'evolve'
+    directory.mkdir(parents=True)
+    _evolve(config, 50.0, ARCH, 2, directory)
+    for trial in (json.loads(line) for line in (directory / 'trials.jsonl').read_text().splitlines()):
+        assert trial['latency_source'] == 'device' and trial['latency_device'] == sshd.url
+        assert trial['latency_ms'] == round(trial['latency_ms'], 3) and trial['latency_ms'] > 0

@@ -9,7 +9,12 @@ trains for ``--batches`` batches (:func:`~nni_lightnas.bte.batchwise_training_es
 inheriting weights from ``--supernet`` when given), and reports one final result::
 
     {"default": BTE score, "bte_accuracy": ..., "bte_loss": ..., "latency_ms": ...,
-     "latency_source": "flops", "params_m": ..., "flops_m": ..., "bte_seconds": ...}
+     "latency_source": "device", "latency_device": "ssh://...", "params_m": ..., "flops_m": ...,
+     "bte_seconds": ...}
+
+``latency_ms`` is in ms rounded to the microsecond; ``latency_source`` says where it came
+from: ``device`` (measured on ``latency_device``, the pipeline's default), ``flops`` (a MACs
+line), ``measured`` (timed on this host) or ``model`` (another model).
 
 so NNI's web UI shows every number (its table and its "default metric" plot use
 ``default``). ``latency_ms`` comes from the same latency model as the tuner's budget
@@ -106,8 +111,8 @@ def run_trial(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any
         'default': score,
         'bte_accuracy': result.accuracy,
         'bte_loss': result.loss if math.isfinite(result.loss) else None,
-        'latency_ms': float(latency_model(params)),
-        'latency_source': args.latency if args.latency in ('flops', 'measured') else 'model',
+        'latency_ms': round(float(latency_model(params)), 3),  # ms to the microsecond: what a device resolves
+        'latency_source': _latency_source(args.latency, latency_model),
         'params_m': cost.params_m,
         'flops_m': cost.flops_m,
         'bte_seconds': result.seconds,
@@ -117,8 +122,19 @@ def run_trial(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any
     if args.measure:
         from nni_lightnas.latency.local import LocalDevice
         measured = LocalDevice(num_runs=50, num_warmup_runs=5).measure(net, latency_model.input_shape)
-        metrics['measured_latency_ms'] = measured.median_ms
+        metrics['measured_latency_ms'] = round(measured.median_ms, 3)
+    device = getattr(latency_model, 'device', None)
+    if device is not None:
+        metrics['latency_device'] = device.name
     return metrics
+
+
+def _latency_source(spec: str, latency_model: Any) -> str:
+    """``flops``, ``measured`` (timed on this host), ``device`` (timed on the model's device) or ``model``."""
+    from nni_lightnas.latency.channel import MeasuredChannelLatency
+    if spec in ('flops', 'measured'):
+        return spec
+    return 'device' if isinstance(latency_model, MeasuredChannelLatency) else 'model'
 
 
 def main(argv: Sequence[str] | None = None) -> int:
