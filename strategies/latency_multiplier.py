@@ -36,13 +36,13 @@ class LatencyMultiplier:
 
     Examples
     --------
-    >>> multiplier = LatencyMultiplier(target_ms=10.0, lambda_lr=0.5)
-    >>> multiplier.update(12.0)  # over target: lambda rises
-    0.1
-    >>> multiplier.update(8.0)  # under target with lambda > 0: truncated to 0
+    >>> multiplier = LatencyMultiplier(target_ms=8.0, lambda_lr=0.25)
+    >>> multiplier.update(12.0)  # 50% over target: lambda rises by 0.25 * 0.5
+    0.125
+    >>> multiplier.update(6.0)  # 25% under target with lambda > 0: truncated to 0
     0.0
-    >>> multiplier.update(8.0)  # then falls below 0, pulling latency up
-    -0.1
+    >>> multiplier.update(6.0)  # then falls below 0, pulling latency up
+    -0.0625
     """
 
     target_ms: float

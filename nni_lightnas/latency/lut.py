@@ -269,7 +269,7 @@ class LatencyLUT(LatencyModel):
     >>> lut.predict('MBK3E3-skip'), lut.latency_range()
     (1.6, (1.1, 2.2))
     >>> probs = {'layer00': torch.tensor([0.5, 0.5], requires_grad=True), 'layer01': torch.tensor([1.0, 0.0])}
-    >>> round(float(lut.expected_latency(probs)), 6)
+    >>> round(lut.expected_latency(probs).item(), 6)
     1.35
     """
 
