@@ -26,9 +26,6 @@ import torch
 EXCLUDED_MODULES: dict[str, str] = {
     # Import-time side effects, no docstring examples.
     'nni_lightnas.__main__': 'runs the command line on import',
-    # The example of stage2_latency expects the error from stage2_latency, but
-    # PipelineConfig.from_dict now refuses that config first; the module is being reworked.
-    'nni_lightnas.pipeline': 'stage2_latency example out of date (PipelineConfig.from_dict raises first)',
 }
 
 OPTION_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -6,7 +6,16 @@ modules import heavy libraries (torch, NNI) inside ``run`` only, so ``--help`` i
 
 Examples
 --------
->>> main(['space', 'show', '--preset', 'tiny'])  # doctest: +SKIP
+>>> main(['space', 'show', '--preset', 'tiny'])
+preset tiny: input 1x28x28, 10 classes, width x1.0, fingerprint b68f72a2329b
+stem 3x3 s2 -> 8, fixed MBK3E1
+  label  stage  in_chs  out_chs  stride  input_size
+layer00      0       8       16       2          14
+layer01      1      16       24       2           7
+layer02      1      24       24       1           4
+candidates per layer: MBK3E3, MBK3E6, MBK5E3, MBK5E6, MBK7E3, MBK7E6, skip
+7^3 = 343 architectures
+0
 """
 
 from __future__ import annotations

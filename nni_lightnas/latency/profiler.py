@@ -20,8 +20,18 @@ Examples
 >>> from nni_lightnas.search_spaces import LightNASSpace
 >>> space = LightNASSpace('tiny')
 >>> profiler = LatencyProfiler(space, 'lut_tiny.csv')  # doctest: +SKIP
->>> keep = RangeProfilerFilter(profiler, max=0.1)  # doctest: +SKIP
->>> keep({'layer00': 'skip', 'layer01': 'skip', 'layer02': 'skip'})  # doctest: +SKIP
+
+A LUT built in memory, 0.02 ms for every op but ``skip``, shows the arithmetic:
+
+>>> import pandas as pd
+>>> rows = [{'kind': 'fixed', 'layer': 'stem', 'op': 'MBK3E1', 'latency_ms': 0.05}]
+>>> rows += [{'kind': 'op', 'layer': label, 'op': op, 'latency_ms': 0.0 if op == 'skip' else 0.02}
+...          for label, ops in space.candidates.items() for op in ops]
+>>> profiler = LatencyProfiler(space, LatencyLUT(pd.DataFrame(rows), {}))
+>>> profiler.profile({'layer00': 'MBK3E3', 'layer01': 'skip', 'layer02': 'skip'})
+0.07
+>>> keep = RangeProfilerFilter(profiler, max=0.1)
+>>> keep({'layer00': 'skip', 'layer01': 'skip', 'layer02': 'skip'})
 True
 """
 
