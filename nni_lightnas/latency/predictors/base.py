@@ -273,7 +273,12 @@ def load_latency_predictor(directory: str | os.PathLike) -> LatencyPredictor:
 
     Examples
     --------
-    >>> predictor = load_latency_predictor('runs/predictor')  # doctest: +SKIP
+    >>> from nni_lightnas.latency.graphs import LightNetGraphSpace
+    >>> from nni_lightnas.latency.predictors import AdditivePredictor
+    >>> fitted = AdditivePredictor(LightNetGraphSpace('tiny')).fit(['skip-skip-skip', 'MBK3E3-skip-skip'],
+    ...                                                             [1.0, 2.0])
+    >>> load_latency_predictor(fitted.save('predictor'))
+    AdditivePredictor(space='lightnet:b68f72a2329b', fitted on 2)
     """
     directory = Path(directory)
     config_path = directory / CONFIG_FILE

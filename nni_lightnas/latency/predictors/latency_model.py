@@ -183,7 +183,14 @@ def load_predictor(directory: str | os.PathLike) -> PredictorLatencyModel:
 
     Examples
     --------
-    >>> model = load_predictor('runs/predictor')  # doctest: +SKIP
-    >>> model.predict('MBK3E6-skip-MBK5E3-skip-skip-skip-skip-skip')  # doctest: +SKIP
+    A predictor fitted on two measured archs of the ``tiny`` preset, saved and loaded back:
+
+    >>> from nni_lightnas.latency.graphs import LightNetGraphSpace
+    >>> from nni_lightnas.latency.predictors import AdditivePredictor
+    >>> fitted = AdditivePredictor(LightNetGraphSpace('tiny')).fit(['skip-skip-skip', 'MBK3E3-skip-skip'],
+    ...                                                             [1.0, 2.0])
+    >>> model = load_predictor(fitted.save('predictor'))
+    >>> round(model.predict('MBK3E3-skip-skip'), 3)
+    2.0
     """
     return PredictorLatencyModel(load_latency_predictor(directory))
