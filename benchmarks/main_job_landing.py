@@ -5,11 +5,13 @@ Runs ``--jobs`` (default 3) quick main jobs of ``--config`` (default
 directory (the profile included) with its own seed, at the targets 30 % and 70 % of the
 space's latency range, and prints one JSON object::
 
-    {"runs": [{"target_ms", "measured_ms", "relative_error", "rounds", "test_acc"}, ...], "seconds"}
+    {"runs": [{"target_ms", "measured_ms", "relative_error", "rounds", "verdict", "test_acc"}, ...], "seconds"}
 
 ``measured_ms`` is the final net alone on the device (median of block-interleaved rounds),
-``relative_error`` is ``measured_ms / target_ms - 1``, ``rounds`` the number of
-measurements of the final net the pipeline made (1 without a closed loop).
+``relative_error`` is ``measured_ms / target_ms - 1``, ``rounds`` the number of rounds of
+the pipeline's closed loop (1: the first final net landed within ``measure.landing_tolerance``;
+up to ``measure.max_rounds``), and ``verdict`` how the loop ended (``landed``, ``max_rounds``
+or ``no_new_net``, :mod:`nni_lightnas.closed_loop`).
 
 Figures must come from an idle machine::
 
@@ -45,7 +47,8 @@ def landing_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         measured_ms, target_ms = float(row['measured_ms']), float(row['target_ms'])
         rows.append({'target_ms': target_ms, 'measured_ms': measured_ms,
                      'relative_error': measured_ms / target_ms - 1,
-                     'rounds': int(row.get('rounds') or 1), 'test_acc': float(row['test_acc'])})
+                     'rounds': int(row['rounds']), 'verdict': row['landing_verdict'],
+                     'test_acc': float(row['test_acc'])})
     return rows
 
 

@@ -10,6 +10,15 @@ everything after it. Several targets share the one
 profiled device and one warmed-up supernet (``supernet/warmup-*.ckpt``: the first target's
 search saves it at the end of its warm-up, the others start from it).
 
+After export the loop closes (:mod:`~nni_lightnas.closed_loop`): when the final net measures
+more than ``measure.landing_tolerance`` (default 2%) from its target, the measurement corrects
+the latency model (:func:`~nni_lightnas.latency.calibration.correct_on_landings`), stage 1's
+export is re-landed under it from the search's ``alpha.json``, and stage 2, the training and
+the export run again in ``roundN/``, up to ``measure.max_rounds`` rounds in all (default 3).
+Every round (target, predicted, measured) goes into ``pipeline.json`` (``landing``), the rows
+and the report; the round measured nearest the target ships. Each round's stages have their
+markers, so a rerun redoes no finished round.
+
 Layout of a run directory::
 
     profile/lut.csv                      the device's latency table (built incrementally)
@@ -21,6 +30,9 @@ Layout of a run directory::
     T0.85ms/evolve/                      trials.jsonl, best.json (stage-2 widths)
     T0.85ms/train/                       model.pt, metrics.json (checkpoints/ while it trains)
     T0.85ms/export/                      model.onnx, measure.json
+    T0.85ms/round2/land/                 lut_corrected.csv, land.json (the closed loop's re-landing)
+    T0.85ms/round2/{evolve,train,export} round 2's stages, like the first round's
+    pipeline.json                        the settings and, once run, every round of the loop (landing)
     report/report.html                   figures (PNG) and tables (CSV) beside it
 """
 
@@ -40,7 +52,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import atomic_write, atomic_write_json, atomic_write_text
-from .pipeline_config import PipelineConfig, PipelineConfigError, load_pipeline_config
+from .closed_loop import LandingRound, chosen_round, landing_verdict
+from .pipeline_config import (DEFAULT_LANDING_TOLERANCE, DEFAULT_MAX_ROUNDS, PipelineConfig, PipelineConfigError,
+                              load_pipeline_config)
 
 __all__ = ['STAGES', 'PipelineConfig', 'PipelineConfigError', 'StageError', 'run_pipeline', 'load_pipeline_config']
 
@@ -133,7 +147,7 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
     fastest_ms, slowest_ms = lut.latency_range()
     targets = config.targets_ms or [round(fastest_ms + q * (slowest_ms - fastest_ms), 4)
                                     for q in config.target_quantiles]
-    rows, export_hashes = [], []
+    rows, export_hashes, landing = [], [], []
     # Several targets share one warmed-up supernet (the warm-up does not depend on the target);
     # its file name carries everything else the warm-up depends on.
     shared_warmup = None
@@ -147,21 +161,69 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
         search_inputs = {'target': target_ms, 'lut': profile_out['_hash'], 'seed': config.seed, **config.search}
         search_out = stage('search', base / 'search', search_inputs,
                            lambda d: _search(config, target_ms, lut, d, shared_warmup, _digest(search_inputs)), label)
-        evolve_out = stage('evolve', base / 'evolve',
-                           {'search': search_out['_hash'], 'seed': config.seed, **config.evolve},
-                           lambda d: _evolve(config, target_ms, search_out['arch'], int(lut.metadata.get('batch', 1)),
-                                             d), label)
-        train_inputs = {'evolve': evolve_out['_hash'], **config.train}
-        train_out = stage('train', base / 'train', train_inputs,
-                          lambda d: _train(config, search_out['arch'], evolve_out['widths'], d, _digest(train_inputs)),
-                          label)
-        export_out = stage('export', base / 'export', {'train': train_out['_hash'], **config.measure},
-                           lambda d: _export_and_measure(config, search_out['arch'], evolve_out['widths'],
-                                                         Path(train_out['weights']), lut, d), label)
-        export_hashes.append(export_out['_hash'])
-        rows.append({'target_ms': target_ms, 'arch': search_out['arch'],
-                     'predicted_ms': search_out['predicted_ms'], 'argmax_ms': search_out.get('argmax_ms'),
-                     'exported_ms': search_out.get('exported_ms', search_out['predicted_ms']),
+        # The loop's settings do not change what a round measures: changing them reruns no export.
+        measure_inputs = {key: value for key, value in config.measure.items()
+                          if key not in ('landing_tolerance', 'max_rounds')}
+        tolerance = float(config.measure.get('landing_tolerance', DEFAULT_LANDING_TOLERANCE))
+        max_rounds = int(config.measure.get('max_rounds', DEFAULT_MAX_ROUNDS))
+        rounds: list[LandingRound] = []
+        outputs: dict[int, dict[str, Any]] = {}
+        arch, predicted_ms, factor, folder = search_out['arch'], search_out['predicted_ms'], 1.0, base
+        while True:
+            number = len(rounds) + 1
+            round_label = label if number == 1 else f'(target {target_ms:g} ms, round {number})'
+            if number > 1:  # correct the latency model with every measured round, re-land stage 1's export
+                folder = base / f'round{number}'
+                land_out = stage('land', folder / 'land',
+                                 {'search': search_out['_hash'], 'tolerance': config.search.get('landing_tolerance'),
+                                  'exports': [outputs[r.round]['export']['_hash'] for r in rounds]},
+                                 lambda d: _reland(config, target_ms, lut, base / 'search', rounds, d),
+                                 round_label)
+                if land_out['arch'] in {r.arch for r in rounds}:
+                    verdict = 'no_new_net'
+                    say(f'[stop] {round_label}: the corrected model lands on {land_out["arch"]} again, already '
+                        f'measured; the loop cannot change the net')
+                    break
+                arch, predicted_ms, factor = land_out['arch'], land_out['predicted_ms'], land_out['landing_factor']
+            evolve_out = stage('evolve', folder / 'evolve',
+                               {'search': search_out['_hash'], 'seed': config.seed, **config.evolve,
+                                **({'arch': arch} if number > 1 else {})},
+                               lambda d: _evolve(config, target_ms, arch, int(lut.metadata.get('batch', 1)), d),
+                               round_label)
+            train_inputs = {'evolve': evolve_out['_hash'], **config.train}
+            train_out = stage('train', folder / 'train', train_inputs,
+                              lambda d: _train(config, arch, evolve_out['widths'], d, _digest(train_inputs)),
+                              round_label)
+            export_out = stage('export', folder / 'export', {'train': train_out['_hash'], **measure_inputs},
+                               lambda d: _export_and_measure(config, arch, evolve_out['widths'],
+                                                             Path(train_out['weights']), lut, d), round_label)
+            rounds.append(LandingRound(round=number, arch=arch, target_ms=target_ms, predicted_ms=predicted_ms,
+                                       measured_ms=export_out['median_ms'],
+                                       evolved_predicted_ms=evolve_out.get('latency_ms'), landing_factor=factor))
+            outputs[number] = {'evolve': evolve_out, 'train': train_out, 'export': export_out,
+                               'predicted_ms': predicted_ms}
+            verdict = landing_verdict(rounds, tolerance=tolerance, max_rounds=max_rounds)
+            if verdict != 'continue':
+                break
+            say(f'[loop] {round_label}: measured {rounds[-1].measured_ms:.4g} ms, '
+                f'{100 * rounds[-1].relative_error:+.1f}% from the target (tolerance {100 * tolerance:g}%): '
+                f'correcting the latency model, round {number + 1} of at most {max_rounds}')
+        if verdict in ('max_rounds', 'no_new_net'):
+            _logger.warning('target %g ms: after %d round(s) the final net measures %.4g ms (%+.1f%%), outside '
+                            '+-%g%%; stopped (%s: %s)', target_ms, len(rounds), rounds[-1].measured_ms,
+                            100 * rounds[-1].relative_error, 100 * tolerance, verdict,
+                            f'measure.max_rounds={max_rounds}' if verdict == 'max_rounds'
+                            else 'the corrected model re-lands on a measured net')
+            say(f'[stop] {label}: {len(rounds)} round(s), final net {100 * rounds[-1].relative_error:+.1f}% from the '
+                f'target, outside +-{100 * tolerance:g}% ({verdict})')
+        chosen = chosen_round(rounds)
+        evolve_out, train_out, export_out = (outputs[chosen.round][key] for key in ('evolve', 'train', 'export'))
+        export_hashes.extend(outputs[r.round]['export']['_hash'] for r in rounds)
+        landing.append({'target_ms': target_ms, 'verdict': verdict, 'tolerance': tolerance, 'max_rounds': max_rounds,
+                        'chosen_round': chosen.round, 'rounds': [r.as_dict() for r in rounds]})
+        rows.append({'target_ms': target_ms, 'arch': chosen.arch,
+                     'predicted_ms': chosen.predicted_ms, 'argmax_ms': search_out.get('argmax_ms'),
+                     'exported_ms': chosen.predicted_ms,
                      'landed': search_out.get('landed'),
                      'alpha_entropy_fraction': search_out.get('alpha_entropy_fraction'),
                      'widths': evolve_out['widths'],
@@ -170,7 +232,12 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
                      'measured_p75_ms': export_out['p75_ms'], 'test_acc': train_out['test_acc'],
                      'params_m': train_out['params_m'], 'flops_m': train_out.get('flops_m'),
                      'onnx': export_out['onnx'], 'device': config.device, 'batch': export_out['batch'],
+                     'rounds': len(rounds), 'chosen_round': chosen.round, 'landing_verdict': verdict,
+                     'landing_rounds': [r.as_dict() for r in rounds],
+                     **{key: search_out.get(key) for key in ('target_energy_mj', 'predicted_energy_mj')
+                        if search_out.get(key) is not None},
                      'run_dir': str(base)})
+        atomic_write_json(run_dir / 'pipeline.json', {**dataclasses.asdict(config), 'landing': landing}, default=float)
     report_out = stage('report', run_dir / 'report', {'rows': rows, 'exports': export_hashes},
                        lambda d: _report(config, rows, lut, d))
     return {'rows': rows, 'report': report_out['html'], 'executed': executed}
@@ -367,6 +434,8 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
             'warmup_reused': summary['warmup_reused'], 'argmax_arch': summary['argmax_arch'],
             'argmax_ms': summary['argmax_ms'], 'exported_ms': summary['exported_ms'], 'landed': summary['landed'],
             'alpha_entropy_fraction': summary['alpha_entropy_fraction'],
+            **{key: summary[key] for key in ('target_energy_mj', 'predicted_energy_mj', 'energy_relative_error')
+               if summary.get(key) is not None},
             'resumed_after_epochs': resume[1] + 1 if resume is not None else 0}
 
 
@@ -407,6 +476,36 @@ def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, dir
     atomic_write_json(directory / 'best.json', best, default=float)
     return {'widths': widths, 'latency_ms': best.get('latency_ms'), 'score': best.get('score', best.get('default')),
             'in_band': best.get('in_band'), 'latency_model': latency, 'num_trials': len(trials)}
+
+
+def _reland(config: PipelineConfig, target_ms: float, lut, search_dir: Path, rounds: list[LandingRound],
+            directory: Path) -> dict[str, Any]:
+    """Correct the LUT with every measured round and re-land stage 1's export (``alpha.json``) under it.
+
+    Writes ``lut_corrected.csv`` and ``land.json`` (the architecture, its predicted latency, the
+    correction factor and the points it was fitted on).
+    """
+    from .strategies.landing import is_within, land_from_probabilities
+
+    from .latency.calibration import correct_on_landings
+    from .search_spaces import encode_arch
+    corrected = correct_on_landings(lut, [r.arch for r in rounds], [r.measured_ms for r in rounds])
+    corrected.save(directory / 'lut_corrected.csv')
+    probabilities = json.loads((search_dir / 'alpha.json').read_text())
+    tolerance = config.search.get('landing_tolerance')
+    tolerance = float(0.01 if tolerance is None else tolerance)
+    sample = land_from_probabilities(corrected, probabilities, target_ms=target_ms, tolerance=tolerance)
+    arch = encode_arch([sample[label] for label in corrected.labels])
+    predicted_ms = corrected.predict(arch)
+    landed = {'arch': arch, 'predicted_ms': predicted_ms, 'within_tolerance': is_within(predicted_ms, target_ms,
+                                                                                      tolerance),
+              'landing_factor': corrected.metadata['calibration']['landing_factor'],
+              'points': [{'arch': r.arch, 'measured_ms': r.measured_ms} for r in rounds],
+              'lut': str(directory / 'lut_corrected.csv')}
+    atomic_write_json(directory / 'land.json', landed, default=float)
+    _logger.info('re-landed on %s: %.4f ms under the corrected model (factor %.4f)', arch, predicted_ms,
+                 landed['landing_factor'])
+    return landed
 
 
 def _build_net(config: PipelineConfig, arch: str, widths: dict[str, Any]):

@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ['PipelineConfig', 'PipelineConfigError', 'Setting', 'SCHEMA', 'load_pipeline_config']
+__all__ = ['DEFAULT_LANDING_TOLERANCE', 'DEFAULT_MAX_ROUNDS', 'PipelineConfig', 'PipelineConfigError', 'Setting', 'SCHEMA', 'load_pipeline_config']
 
 _INFINITY = math.inf
+
+#: The closed loop's defaults: the final net must measure within 2% of its target, in at most 3 rounds.
+DEFAULT_LANDING_TOLERANCE = 0.02
+DEFAULT_MAX_ROUNDS = 3
 
 
 class PipelineConfigError(ValueError):
@@ -170,7 +174,9 @@ class PipelineConfig:
         non-empty lists.
     profile, search, evolve, train, measure
         Per-stage settings; :data:`SCHEMA` lists what each accepts (see also
-        ``examples/fashion_mnist/pipeline.yml``).
+        ``examples/fashion_mnist/pipeline.yml``). ``measure.landing_tolerance`` (default
+        :data:`DEFAULT_LANDING_TOLERANCE`) and ``measure.max_rounds`` (default
+        :data:`DEFAULT_MAX_ROUNDS`) set the closed loop after export (:mod:`~nni_lightnas.closed_loop`).
     seed
         Seed of every stage.
     """

@@ -8,6 +8,7 @@ and ``final.csv``. Figures:
 * lambda, the argmax latency against the target and the entropy of alpha over the search;
 * alpha heatmap per layer (softmax(alpha) of the search);
 * evolution scatter: BTE score vs latency, the budget line and the chosen net;
+* the closed loop after export, one table row per round (``landing_rounds.csv``);
 * energy per inference of the final nets (predicted and measured, against the energy target),
   when the rows carry it (a LUT profiled with ``SSHDevice(energy=True)``).
 """
@@ -29,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from .atomic import atomic_write, atomic_write_text  # noqa: E402
 
-__all__ = ['write_report', 'final_table']
+__all__ = ['write_report', 'final_table', 'landing_table']
 
 _logger = logging.getLogger(__name__)
 
@@ -39,7 +40,16 @@ def final_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
     ``argmax_ms`` is the plain argmax of alpha, ``exported_ms`` the stage-1 export and ``landed``
     whether the landing step moved it away from the argmax; ``alpha_entropy_pct`` is the final
-    entropy of alpha as a share of its maximum (100: uniform).
+    entropy of alpha as a share of its maximum (100: uniform); ``rounds`` the closed loop's rounds
+    (1: the first final net measured within the tolerance, or no loop).
+
+    Examples
+    --------
+    >>> row = {'target_ms': 1.0, 'predicted_ms': 1.0, 'measured_ms': 1.01, 'measured_p25_ms': 1.0,
+    ...        'measured_p75_ms': 1.02, 'test_acc': 0.8, 'params_m': 0.1, 'batch': 32, 'device': 'local',
+    ...        'arch': 'skip-skip-skip', 'rounds': 2}
+    >>> final_table([row])[['measured_vs_target_pct', 'rounds']].round(3).values.tolist()
+    [[1.0, 2.0]]
     """
     table = pd.DataFrame([{
         'target_ms': row['target_ms'], 'argmax_ms': row.get('argmax_ms'),
@@ -50,11 +60,34 @@ def final_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
         'measured_ms': row['measured_ms'], 'measured_iqr_ms': row['measured_p75_ms'] - row['measured_p25_ms'],
         'measured_vs_target_pct': 100 * (row['measured_ms'] / row['target_ms'] - 1),
         'test_acc_pct': 100 * row['test_acc'], 'params_m': row['params_m'], 'flops_m': row.get('flops_m'),
+        'rounds': row.get('rounds', 1),
         'batch': row['batch'], 'device': row['device'], 'arch': row['arch']} for row in rows])
     for column in ENERGY_KEYS:  # energy columns only when some row carries them
         if any(row.get(column) is not None for row in rows):
             table.insert(len(table.columns) - 3, column, [row.get(column) for row in rows])
     return table
+
+
+def landing_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The closed loop, one line per round of every target: target, predicted, measured, error.
+
+    ``predicted_ms`` is the stage-1 latency model's prediction of the round's export (corrected
+    from round 2 on, by ``landing_factor``), ``measured_ms`` the round's final net on the device.
+
+    Examples
+    --------
+    >>> rounds = [{'round': 1, 'arch': 'a', 'target_ms': 1.0, 'predicted_ms': 1.0, 'measured_ms': 1.2,
+    ...            'evolved_predicted_ms': None, 'landing_factor': 1.0, 'relative_error': 0.2}]
+    >>> landing_table([{'landing_rounds': rounds, 'chosen_round': 1}])['relative_error_pct'].round(6).tolist()
+    [20.0]
+    """
+    lines = [{'target_ms': item['target_ms'], 'round': item['round'], 'arch': item['arch'],
+              'predicted_ms': item['predicted_ms'], 'stage2_ms': item.get('evolved_predicted_ms'),
+              'measured_ms': item['measured_ms'], 'relative_error_pct': 100 * item['relative_error'],
+              'landing_factor': item.get('landing_factor', 1.0), 'shipped': item['round'] == row.get('chosen_round')}
+             for row in rows for item in row.get('landing_rounds') or []]
+    return pd.DataFrame(lines, columns=['target_ms', 'round', 'arch', 'predicted_ms', 'stage2_ms', 'measured_ms',
+                                        'relative_error_pct', 'landing_factor', 'shipped'])
 
 
 #: Energy keys a row may carry (mJ per inference); each becomes a column of the final table.
@@ -183,6 +216,9 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
     table = final_table(rows)
     with atomic_write(directory / 'final.csv', newline='') as file:
         table.to_csv(file, index=False)
+    loop = landing_table(rows)
+    with atomic_write(directory / 'landing_rounds.csv', newline='') as file:
+        loop.to_csv(file, index=False)
     histories, trials, alphas = {}, {}, {}
     for row in rows:
         base = Path(row['run_dir'])
@@ -215,6 +251,8 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
              '</head><body>', f'<h1>nni-lightnas run: {html.escape(str(run_dir))}</h1>',
              '<h2>Final networks</h2>',
              table.to_html(index=False, float_format=lambda v: f'{v:.4g}', border=0, table_id='final-table'),
+             '<h2>Closed loop: every round (target, predicted, measured)</h2>',
+             loop.to_html(index=False, float_format=lambda v: f'{v:.4g}', border=0, table_id='landing-rounds'),
              '<h2>Device</h2><ul>' + ''.join(f'<li>{html.escape(k)}: {html.escape(str(v))}</li>'
                                              for k, v in facts.items()) + '</ul>']
     for title, encoded in figures:

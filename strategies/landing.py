@@ -51,7 +51,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-__all__ = ['land_on_target', 'is_within']
+__all__ = ['land_on_target', 'land_from_probabilities', 'is_within']
 
 _logger = logging.getLogger(__name__)
 
@@ -108,6 +108,35 @@ def land_on_target(latency_model, log_probs: Mapping[str, torch.Tensor], *, targ
     _logger.warning('no architecture lies within %.1f%% of the target %.4f; exporting the nearest one, %.4f '
                     '(%+.1f%%)', 100 * tolerance, target_ms, value, 100 * (value / target_ms - 1.0))
     return closest
+
+
+def land_from_probabilities(latency_model, probabilities: Mapping[str, Mapping[str, float]], *, target_ms: float,
+                            tolerance: float) -> dict[str, str]:
+    """:func:`land_on_target` from a search's saved probabilities (``alpha.json``: label -> op -> p).
+
+    The pipeline's closed loop re-lands stage 1's export with this after correcting the latency
+    model, without running the search again. Ops missing from ``probabilities`` get probability 0.
+
+    Raises
+    ------
+    ValueError
+        A layer of the model has no probabilities (the file belongs to another space).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from nni_lightnas.latency.lut import LatencyLUT
+    >>> table = pd.DataFrame({'kind': 'op', 'layer': ['a', 'a'], 'op': ['x', 'y'], 'latency_ms': [1.0, 2.0]})
+    >>> land_from_probabilities(LatencyLUT(table, {}), {'a': {'x': 0.7, 'y': 0.3}}, target_ms=2.0, tolerance=0.01)
+    {'a': 'y'}
+    """
+    missing = [label for label in latency_model.labels if label not in probabilities]
+    if missing:
+        raise ValueError(f'no probabilities for the layers {missing}; the file has {sorted(probabilities)}')
+    log_probs = {label: torch.tensor([float(probabilities[label].get(op, 0.0)) for op in latency_model.candidates[label]],
+                                     dtype=torch.float64).log()
+                 for label in latency_model.labels}
+    return land_on_target(latency_model, log_probs, target_ms=target_ms, tolerance=tolerance)
 
 
 def is_within(latency_ms: float, target_ms: float, tolerance: float) -> bool:

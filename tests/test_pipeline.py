@@ -21,7 +21,7 @@ profile: {{runs: 10, warmup: 2, calibrate: 6}}
 search: {{epochs: 2, warmup_epochs: 1, train_limit: 512, batch_size: 64}}
 evolve: {{max_trials: 2, population_size: 2, sample_size: 1, batches: 4, last: 2, data_limit: 256}}
 train: {{epochs: 1, train_limit: 512, test_limit: 512, batch_size: 64}}
-measure: {{runs: 10, rounds: 1}}
+measure: {{runs: 10, rounds: 1, max_rounds: 1}}
 """
 
 

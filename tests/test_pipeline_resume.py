@@ -21,7 +21,7 @@ profile: {{runs: 5, warmup: 1, calibrate: 0}}
 search: {{epochs: 4, warmup_epochs: 1, train_limit: 512, batch_size: 64}}
 evolve: {{max_trials: 1, population_size: 1, sample_size: 1, batches: 2, last: 1, data_limit: 128}}
 train: {{epochs: 3, train_limit: 2048, test_limit: 256, batch_size: 64}}
-measure: {{runs: 5, rounds: 1}}
+measure: {{runs: 5, rounds: 1, max_rounds: 1}}
 """
 
 #: The search alone, uninterrupted, with the pipeline's settings and LUT (the reference).

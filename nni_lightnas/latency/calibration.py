@@ -11,6 +11,11 @@ calibrate the BBSSP-corrected table.
 :func:`prediction_metrics` gives the figures every latency model is judged by: MAPE,
 the share within +-5 % and +-10 % of measured, Spearman's rho.
 
+:func:`correct_on_landings` adds the pipeline's closed loop to a calibration: the final nets
+measured after export, each paired with the stage-1 architecture it came from, scale the
+calibration by one factor fitted on them (the device as it is at the end of the run, at the
+target, where the landing is judged).
+
 Examples
 --------
 >>> prediction_metrics([1.0, 2.0, 3.1], [1.0, 2.1, 3.0])['acc5']
@@ -28,7 +33,8 @@ import numpy as np
 from .device import Device
 from .lut import LatencyLUT, measure_archs, resolve_space
 
-__all__ = ['calibrate_on_device', 'fit_linear_calibration', 'prediction_metrics', 'random_archs', 'spread_archs']
+__all__ = ['calibrate_on_device', 'correct_on_landings', 'fit_linear_calibration', 'prediction_metrics',
+           'random_archs', 'spread_archs']
 
 _logger = logging.getLogger(__name__)
 
@@ -117,6 +123,48 @@ def fit_linear_calibration(lut: LatencyLUT, archs: Sequence[Any], measured_ms: S
                                 rms_residual_ms=float(np.sqrt(np.mean(residual ** 2))),
                                 max_abs_rel_residual=float(np.max(np.abs(residual / measured))),
                                 fit='relative' if relative else 'absolute')
+
+
+def correct_on_landings(lut: LatencyLUT, archs: Sequence[Any], measured_ms: Sequence[float]) -> LatencyLUT:
+    """The LUT's calibration times one factor ``k`` fitted on landed nets: ``measured ~ k * lut.predict(arch)``.
+
+    Each point pairs a stage-1 export (``archs``, as the LUT predicts it) with the final net
+    measured after export (``measured_ms``): stage 2's widths, the training and any drift of
+    the device since the profile are in the measurement, so the corrected LUT predicts what
+    the pipeline ends with near the target. ``k`` minimises the squared relative error
+    (``k = sum(p / m) / sum((p / m)**2)`` over predictions ``p`` and measurements ``m``); the
+    LUT's own calibration (``scale``, ``offset_ms``; 1 and 0 without one) is scaled by it, and
+    ``k`` is recorded as ``landing_factor`` (with ``landing_points``) in its metadata. Pass the
+    LUT of the profile and every point so far: a correction is never stacked on another.
+
+    Raises
+    ------
+    ValueError
+        No points, unequal lengths, or a measurement that is not positive.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({'kind': ['op'] * 2, 'layer': ['layer00'] * 2, 'op': ['MBK3E3', 'MBK5E3'],
+    ...                       'latency_ms': [1.0, 2.0]})
+    >>> corrected = correct_on_landings(LatencyLUT(table, {}), ['MBK5E3'], [2.3])
+    >>> round(corrected.predict('MBK5E3'), 6), round(corrected.metadata['calibration']['landing_factor'], 6)
+    (2.3, 1.15)
+    """
+    predicted = np.array([lut.predict(arch) for arch in archs], dtype=float)
+    measured = np.asarray(measured_ms, dtype=float)
+    if predicted.shape != measured.shape or len(predicted) == 0:
+        raise ValueError(f'archs ({len(predicted)}) and measured_ms ({len(measured)}) must be equally long and '
+                         f'non-empty')
+    if np.any(~np.isfinite(measured)) or np.any(measured <= 0):
+        raise ValueError(f'measured_ms must be positive numbers, got {measured.tolist()}')
+    ratios = predicted / measured
+    factor = float(ratios.sum() / np.dot(ratios, ratios))
+    info = {key: value for key, value in lut.metadata.get('calibration', {}).items()
+            if key not in ('scale', 'offset_ms', 'landing_factor', 'landing_points')}
+    _logger.info('landing correction: measured = %.4f x the calibrated LUT (%d landed nets)', factor, len(measured))
+    return lut.with_calibration(factor * lut.scale, factor * lut.offset_ms, **info, landing_factor=factor,
+                                landing_points=int(len(measured)))
 
 
 def random_archs(space: Any, count: int, *, seed: int = 0) -> list[str]:
