@@ -49,7 +49,8 @@ class SearchConfig:
     ----------
     preset
         Search space preset (its data too). Not used when :func:`run_search` is given another NNI
-        model space with its own ``dataset`` (nor are ``train_limit`` and ``data_dir``).
+        model space with its own ``dataset`` (nor are ``train_limit`` and ``data_dir``; nor these two
+        when a preset is searched on a ``dataset`` of its own).
     target_ms
         Latency target; ``None`` for an energy-only search (``target_energy_mj`` then required).
     target_energy_mj
@@ -143,15 +144,35 @@ def make_search_evaluator(train_loader: DataLoader, arch_loader: DataLoader, *, 
     return Lightning(module, Trainer(**defaults), train_dataloaders=train_loader, val_dataloaders=arch_loader)
 
 
-def _data_loaders(config: SearchConfig, space_config: Any = None) -> tuple[DataLoader, DataLoader]:
+def _data_loaders(config: SearchConfig, space_config: Any = None,
+                  dataset: Any = None) -> tuple[DataLoader, DataLoader]:
+    """Loaders of the weight and architecture splits: the preset's data, or ``dataset`` shaped for it."""
     from .data import load_for_preset, split_train_arch
-    dataset = load_for_preset(space_config or config.preset, 'train', config.data_dir, limit=config.train_limit)
+    if dataset is None:
+        dataset = load_for_preset(space_config or config.preset, 'train', config.data_dir, limit=config.train_limit)
+    else:
+        _check_preset_dataset(dataset, space_config)
     weights_part, arch_part = split_train_arch(dataset, config.arch_fraction, seed=config.seed)
     # Shuffling draws from torch's global generator (seeded by run_search), which a LightNAS
     # checkpoint saves and restores: a resumed search sees the same batches.
     train_loader = DataLoader(weights_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
     arch_loader = DataLoader(arch_part, batch_size=config.batch_size, shuffle=True, drop_last=True)
+    if len(train_loader) == 0 or len(arch_loader) == 0:
+        raise ValueError(f'batch_size={config.batch_size} is larger than a split of the {len(dataset)} examples '
+                         f'(arch_fraction={config.arch_fraction}); lower it or give more data')
     return train_loader, arch_loader
+
+
+def _check_preset_dataset(dataset: Any, space_config: Any) -> None:
+    """Refuse a dataset whose first example does not fit the preset (input shape, label range)."""
+    image, label = dataset[0]
+    expected = (space_config.in_chans, space_config.input_size, space_config.input_size)
+    if tuple(image.shape) != expected:
+        raise ValueError(f'dataset= examples are {tuple(image.shape)}, preset {space_config.name!r} takes '
+                         f'{expected} (channels, height, width)')
+    if not 0 <= int(label) < space_config.num_classes:
+        raise ValueError(f'dataset= label {int(label)} is outside the {space_config.num_classes} classes of preset '
+                         f'{space_config.name!r}')
 
 
 def _plain(value: Any) -> Any:
@@ -228,6 +249,9 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     space with ``LayerChoice`` layers works too, with its own training ``dataset`` (a torch
     ``Dataset`` of ``(input, label)`` pairs, split by ``config.arch_fraction``); the number of
     classes is read from the space's output on one batch, and ``config.preset`` is not used.
+    Our presets take ``dataset`` too (instead of their own data, e.g. a subset of the classes):
+    its examples must have the preset's input shape and labels below its number of classes;
+    ``train_limit`` and ``data_dir`` are then not used.
 
     The fair warm-up does not depend on the target (lambda is 0 and alpha does not move), so
     several targets can share one warmed-up supernet: ``save_warmup_to`` writes a checkpoint
@@ -281,10 +305,7 @@ def run_search(config: SearchConfig, latency_model, output_dir: str | os.PathLik
     space = LightNASSpace(config.preset) if space is None else space
     ours = isinstance(space, LightNASSpace)
     if ours:
-        if dataset is not None:
-            raise ValueError(f'dataset= is for model spaces other than ours; a LightNASSpace reads the data of its '
-                             f'preset ({space.config.name!r}), got a {type(dataset).__name__}')
-        train_loader, arch_loader = _data_loaders(config, space.config)
+        train_loader, arch_loader = _data_loaders(config, space.config, dataset)
         num_classes = space.config.num_classes
     else:
         train_loader, arch_loader, num_classes = _any_space_data(config, space, dataset, latency_model)
