@@ -147,6 +147,13 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
     fastest_ms, slowest_ms = lut.latency_range()
     targets = config.targets_ms or [round(fastest_ms + q * (slowest_ms - fastest_ms), 4)
                                     for q in config.target_quantiles]
+    if config.target_energy_mj is not None:  # the energy column is checked before any search
+        from .search import energy_model_of
+        try:
+            energy_model_of(lut, config.target_energy_mj)
+        except ValueError as error:
+            raise PipelineConfigError(f'target_energy_mj: {error} (the LUT is {profile_out["lut"]})') from None
+    energy_target = {} if config.target_energy_mj is None else {'target_energy_mj': config.target_energy_mj}
     rows, export_hashes, landing = [], [], []
     # Several targets share one warmed-up supernet (the warm-up does not depend on the target);
     # its file name carries everything else the warm-up depends on.
@@ -158,7 +165,8 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
     for target_ms in targets:
         base = run_dir / f'T{target_ms:g}ms'
         label = f'(target {target_ms:g} ms)'
-        search_inputs = {'target': target_ms, 'lut': profile_out['_hash'], 'seed': config.seed, **config.search}
+        search_inputs = {'target': target_ms, 'lut': profile_out['_hash'], 'seed': config.seed, **config.search,
+                         **energy_target}
         search_out = stage('search', base / 'search', search_inputs,
                            lambda d: _search(config, target_ms, lut, d, shared_warmup, _digest(search_inputs)), label)
         # The loop's settings do not change what a round measures: changing them reruns no export.
@@ -234,8 +242,10 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
                      'onnx': export_out['onnx'], 'device': config.device, 'batch': export_out['batch'],
                      'rounds': len(rounds), 'chosen_round': chosen.round, 'landing_verdict': verdict,
                      'landing_rounds': [r.as_dict() for r in rounds],
-                     **{key: search_out.get(key) for key in ('target_energy_mj', 'predicted_energy_mj')
-                        if search_out.get(key) is not None},
+                     # the energy model's prediction of the shipped round's architecture (the LUT's widths)
+                     **({} if config.target_energy_mj is None else {
+                         'target_energy_mj': config.target_energy_mj,
+                         'predicted_energy_mj': lut.energy_view().predict(chosen.arch)}),
                      'run_dir': str(base)})
         atomic_write_json(run_dir / 'pipeline.json', {**dataclasses.asdict(config), 'landing': landing}, default=float)
     report_out = stage('report', run_dir / 'report', {'rows': rows, 'exports': export_hashes},
@@ -426,7 +436,7 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
         if save_warmup_to is not None and epoch >= warmup_epochs - 1:
             save_warmup_to = None  # past the warm-up: the other targets warm up themselves
     search_config = SearchConfig(preset=config.preset, target_ms=target_ms, seed=config.seed,
-                                 data_dir=config.data_dir, **settings)
+                                 data_dir=config.data_dir, target_energy_mj=config.target_energy_mj, **settings)
     summary = run_search(search_config, lut, directory, warmup_from=warmup_from, save_warmup_to=save_warmup_to,
                          enable_checkpointing=True, callbacks=_epoch_checkpointing(checkpoints))
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ['DEFAULT_LANDING_TOLERANCE', 'DEFAULT_MAX_ROUNDS', 'PipelineConfig', 'PipelineConfigError', 'Setting', 'SCHEMA', 'load_pipeline_config']
+__all__ = ['DEFAULT_LANDING_TOLERANCE', 'DEFAULT_MAX_ROUNDS',
+           'PipelineConfig', 'PipelineConfigError', 'Setting', 'SCHEMA', 'load_pipeline_config']
 
 _INFINITY = math.inf
 
@@ -149,6 +150,7 @@ TOP_LEVEL: dict[str, Setting] = {
     'target_quantiles': Setting('floats', low=0, high=1, open_low=True, open_high=True),
     'targets_ms': Setting('floats', low=0, open_low=True, optional=True),
     'seed': Setting('int', low=0),
+    'target_energy_mj': Setting('float', low=0, open_low=True, optional=True),
 }
 
 
@@ -179,6 +181,11 @@ class PipelineConfig:
         :data:`DEFAULT_MAX_ROUNDS`) set the closed loop after export (:mod:`~nni_lightnas.closed_loop`).
     seed
         Seed of every stage.
+    target_energy_mj
+        An energy budget per inference (mJ) beside every latency target, or ``None``: the search
+        (:attr:`~nni_lightnas.search.SearchConfig.target_energy_mj`) keeps it too, lands on the
+        latency target and reports the energy; the profiled LUT must have an ``energy_mj``
+        column (a board that measures energy).
     """
 
     run_dir: str = 'runs/fashion_mnist'
@@ -198,6 +205,7 @@ class PipelineConfig:
                                                            'learning_rate': 0.05, 'test_limit': None})
     measure: dict[str, Any] = field(default_factory=lambda: {'runs': 200, 'rounds': 3})
     seed: int = 0
+    target_energy_mj: float | None = None
 
     @classmethod
     def from_dict(cls, data: Any, *, quick: bool = False, source: str | None = None) -> 'PipelineConfig':

@@ -133,8 +133,8 @@ def land_from_probabilities(latency_model, probabilities: Mapping[str, Mapping[s
     missing = [label for label in latency_model.labels if label not in probabilities]
     if missing:
         raise ValueError(f'no probabilities for the layers {missing}; the file has {sorted(probabilities)}')
-    log_probs = {label: torch.tensor([float(probabilities[label].get(op, 0.0)) for op in latency_model.candidates[label]],
-                                     dtype=torch.float64).log()
+    log_probs = {label: torch.tensor([float(probabilities[label].get(op, 0.0))
+                                      for op in latency_model.candidates[label]], dtype=torch.float64).log()
                  for label in latency_model.labels}
     return land_on_target(latency_model, log_probs, target_ms=target_ms, tolerance=tolerance)
 

@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--data-dir', default=None,
                         help="override the config's data_dir (CIFAR-10 or an ImageNet-style folder; "
                              "Fashion-MNIST defaults to the Debian package)")
+    parser.add_argument('--target-energy-mj', type=float, default=None,
+                        help="override the config's target_energy_mj: an energy budget per inference (mJ) beside "
+                             "every latency target; the profiled LUT must have an energy_mj column")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
         config.run_dir = args.run_dir
     if args.data_dir:
         config.data_dir = args.data_dir
+    if args.target_energy_mj is not None:
+        if not args.target_energy_mj > 0:
+            raise ValueError(f'--target-energy-mj must be a positive number of mJ, got {args.target_energy_mj}')
+        config.target_energy_mj = args.target_energy_mj
     check_output_path(config.run_dir, what='run_dir', directory=True)
     result = run_pipeline(config, from_stage=args.from_stage, progress=lambda line: print(line, flush=True))
     table = final_table(result['rows']).drop(columns=['arch'])
