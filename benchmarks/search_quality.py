@@ -140,11 +140,11 @@ def _history_summary(history) -> dict[str, Any]:
             'lambda_per_epoch': [float(v) for v in history['lambda']]}
 
 
-def _arch_batches(config, space_config, count: int = 8):
+def _arch_batches(config, space_config, count: int = 8, dataset=None):
     """The first ``count`` batches of the search's architecture split (training images only)."""
     from nni_lightnas.search import _data_loaders
     generator_state = torch.get_rng_state()
-    _, arch_loader = _data_loaders(config, space_config)
+    _, arch_loader = _data_loaders(config, space_config, dataset)
     batches = []
     for batch in arch_loader:
         batches.append(batch)
@@ -154,8 +154,12 @@ def _arch_batches(config, space_config, count: int = 8):
     return batches
 
 
-def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_rate: float) -> dict[str, Any]:
-    """NNI's Proxyless with ExpectationProfilerPenalty; its final probabilities through our landing step."""
+def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_rate: float,
+                     dataset=None) -> dict[str, Any]:
+    """NNI's Proxyless with ExpectationProfilerPenalty; its final probabilities through our landing step.
+
+    ``dataset``: the search's training images when not the preset's own (as ``run_search(dataset=)``).
+    """
     from nni.nas.experiment import NasExperiment
     from nni.nas.oneshot.pytorch.profiler import ExpectationProfilerPenalty
     from nni.nas.strategy import Proxyless
@@ -168,7 +172,7 @@ def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_r
     space = LightNASSpace(config.preset)
     penalty = ExpectationProfilerPenalty(LatencyProfiler(space, lut), baseline=target_ms, scale=scale)
     strategy = Proxyless(penalty=penalty, warmup_epochs=config.warmup_epochs, arc_learning_rate=arc_learning_rate)
-    train_loader, arch_loader = _data_loaders(config, space.config)
+    train_loader, arch_loader = _data_loaders(config, space.config, dataset)
     evaluator = make_search_evaluator(train_loader, arch_loader, max_epochs=config.epochs,
                                       learning_rate=config.learning_rate, weight_decay=config.weight_decay)
     start = time.perf_counter()
@@ -186,7 +190,7 @@ def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_r
     arch = argmax_arch if landed is None else '-'.join(landed[label] for label in lut.labels)
     # its own supernet's accuracy of the exported net on the architecture split: the scale selection criterion
     sample = dict(zip(lut.labels, arch.split('-')))
-    accuracy = _nni_subnet_accuracy(module, sample, _arch_batches(config, space.config))
+    accuracy = _nni_subnet_accuracy(module, sample, _arch_batches(config, space.config, dataset=dataset))
     return {'arch': arch, 'predicted_ms': lut.predict(arch), 'argmax_arch': argmax_arch,
             'argmax_ms': lut.predict(argmax_arch), 'landed': arch != argmax_arch, 'scale': scale,
             'supernet_acc': accuracy, 'seconds': time.perf_counter() - start}
@@ -382,9 +386,9 @@ def main(argv=None) -> int:
     parser.add_argument('--no-train', action='store_true',
                         help='with --only-random: train nothing, summarise the nets the journal already holds')
     parser.add_argument('--classes', default=None, metavar='LIST',
-                        help='train and test on these classes only, e.g. 0,2,4,6 (the four upper-body garments '
-                             'of Fashion-MNIST, its hardest split); with --only-random (the searches read the '
-                             "preset's full data)")
+                        help='searches, trainings and tests on these classes only, e.g. 0,2,4,6 (the four '
+                             'upper-body garments of Fashion-MNIST, its hardest split); the searches train on '
+                             'their training images less the validation ones')
     parser.add_argument('--threads', type=int, default=2,
                         help='torch threads (1 when the machine is shared: two threads on one free core crawl)')
     args = parser.parse_args(argv)
@@ -409,9 +413,6 @@ def main(argv=None) -> int:
     if args.train_epochs:
         recipe['epochs'] = args.train_epochs
     if args.classes:
-        if not args.only_random:
-            parser.error(f'--classes {args.classes} needs --only-random: the searches train on all classes of '
-                         f'the preset')
         try:
             recipe['classes'] = sorted({int(label) for label in args.classes.split(',')})
         except ValueError:
@@ -431,7 +432,8 @@ def main(argv=None) -> int:
     # what the LUT predicts, rounded: a LUT reloaded from its CSV gives the same key as the one just built
     lut_key = _key({label: [round(v, 6) for v in lut.layer_latencies(label).tolist()] for label in lut.labels},
                    round(lut.fixed_ms, 6), round(lut.scale, 6), round(lut.offset_ms, 6))
-    budget_key = _key(search_settings, pipeline.seed, lut_key)
+    # a class subset changes the searches' data too (and so their keys); without one the keys stay as they were
+    budget_key = _key(search_settings, pipeline.seed, lut_key, *([recipe['classes']] if 'classes' in recipe else []))
     warmup_path = REPO / 'runs' / 'bench' / f'search_quality_warmup_{budget_key}.ckpt'
 
     def search_config(target_ms: float) -> SearchConfig:
@@ -440,7 +442,7 @@ def main(argv=None) -> int:
     def run_lightnas_search(config: SearchConfig, **options) -> dict[str, Any]:
         """One run_search, sharing the warm-up checkpoint across targets and strategies."""
         share = {'warmup_from': warmup_path} if warmup_path.is_file() else {'save_warmup_to': warmup_path}
-        return run_search(config, lut, **share, **options)
+        return run_search(config, lut, **share, dataset=search_dataset, **options)
 
     # ---- pools of random at-target archs (deterministic) and the uniform supernet's scores
     pools = {target: at_target_pool(lut, target, args.pool, seed=index) for index, target in enumerate(targets)}
@@ -458,6 +460,13 @@ def main(argv=None) -> int:
     train_set = Subset(train_full, order[:recipe['train_images']].tolist())
     validation_set = Subset(train_full, order[recipe['train_images']:recipe['train_images']
                                               + VALIDATION_IMAGES].tolist())
+    search_dataset = None  # the preset's own data, as the main job searches
+    if 'classes' in recipe:
+        # the class subset's training images less the validation ones (settings are chosen on those),
+        # at most the search stage's train_limit
+        validation_indices = set(validation_set.indices)
+        searchable = [index for index in range(len(train_full)) if index not in validation_indices]
+        search_dataset = Subset(train_full, searchable[:search_settings.get('train_limit') or len(searchable)])
     recipe_key = _key(recipe, RECIPE_DATA_SEED)
 
     def train(arch: str, seed: int) -> float:
@@ -513,7 +522,7 @@ def main(argv=None) -> int:
         config.landing_tolerance = None
         summary = run_lightnas_search(config)
         module = summary['strategy'].oneshot_module
-        batches = _arch_batches(config, space.config)
+        batches = _arch_batches(config, space.config, dataset=search_dataset)
         scores = {arch: module.subnet_accuracy(dict(zip(lut.labels, arch.split('-'))), batches)
                   for pool in pools.values() for arch in pool}
         return {'scores': scores, 'seconds': summary['seconds']}
@@ -563,7 +572,8 @@ def main(argv=None) -> int:
         proxyless_runs = []
         for scale in scales:
             def run(scale=scale):
-                return proxyless_search(lut, target_ms, scale, config, schedule.arc_learning_rate)
+                return proxyless_search(lut, target_ms, scale, config, schedule.arc_learning_rate,
+                                        dataset=search_dataset)
             proxyless_runs.append(journal.get(_key('proxyless', budget_key, target_ms, scale), run))
         best = max(proxyless_runs, key=lambda r: r['supernet_acc'])
         entry['nni_proxyless'] = {**best, 'scales_tried': [{k: r[k] for k in ('scale', 'arch', 'predicted_ms',
