@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -132,12 +133,19 @@ def main(argv=None) -> int:
                         help='finished searches are appended here and not rerun')
     parser.add_argument('--landing-tolerance', type=float, default=0.01,
                         help="LightNAS's landing step (0: export the plain argmax, so the learned lambda alone lands it)")
+    parser.add_argument('--quantiles', default=None, metavar='LIST',
+                        help='targets at these shares of the latency range, e.g. 0.225,0.375 (default: '
+                             '--num-targets from 0.15 to 0.75); settings are chosen on other targets than reported')
+    parser.add_argument('--search-options', default='{}', metavar='JSON',
+                        help="SearchConfig settings of LightNAS's searches, e.g. '{\"lambda_lr\": 0.002}' (part of "
+                             "the journal key)")
+    parser.add_argument('--threads', type=int, default=2, help='torch threads of the searches')
     parser.add_argument('--output', default=None, help='also write the JSON here')
     args = parser.parse_args(argv)
     warnings.filterwarnings('ignore')
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger('nni').setLevel(logging.ERROR)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     from nni_lightnas.latency import LocalDevice
     from nni_lightnas.latency.calibration import spread_archs
@@ -150,7 +158,9 @@ def main(argv=None) -> int:
     batch = int(lut.metadata.get('batch', 32))
     device = LocalDevice(num_runs=100, num_warmup_runs=10, threads=int(lut.metadata.get('threads', 1)))
     fastest_ms, slowest_ms = lut.latency_range()
-    quantiles = np.linspace(0.15, 0.75, args.num_targets)
+    quantiles = ([float(q) for q in args.quantiles.split(',')] if args.quantiles
+                 else np.linspace(0.15, 0.75, args.num_targets))
+    search_options = json.loads(args.search_options)
     targets = [float(fastest_ms + q * (slowest_ms - fastest_ms)) for q in quantiles]
     strategies = args.strategies.split(',')
     results: dict[str, list[dict]] = {'lightnas': [], 'nni_proxyless_penalty': [], 'nni_gumbel_penalty': []}
@@ -167,8 +177,9 @@ def main(argv=None) -> int:
                 done[(record['strategy'], round(record['target_ms'], 6), record['epochs'], record['train_limit'])] = record
 
     def journaled(name: str, target_ms: float, search) -> dict:
-        key = (name if name != 'lightnas' else f'lightnas-landing{args.landing_tolerance:g}', round(target_ms, 6),
-               epochs, train_limit)
+        lightnas_name = f'lightnas-landing{args.landing_tolerance:g}' + (
+            json.dumps(search_options, sort_keys=True) if search_options else '')
+        key = (name if name != 'lightnas' else lightnas_name, round(target_ms, 6), epochs, train_limit)
         if key not in done:
             record = {'strategy': key[0], 'target_ms': target_ms, 'epochs': epochs, 'train_limit': train_limit,
                       **search()}
@@ -193,7 +204,8 @@ def main(argv=None) -> int:
                               warmup_epochs=max(1, epochs // 5), batch_size=64, train_limit=train_limit,
                               landing_tolerance=args.landing_tolerance or None)
         if 'lightnas' in strategies:
-            results['lightnas'].append(journaled('lightnas', target_ms, lambda: lightnas_search(config)))
+            lightnas_config = dataclasses.replace(config, **search_options)
+            results['lightnas'].append(journaled('lightnas', target_ms, lambda: lightnas_search(lightnas_config)))
         for name in ('proxyless', 'gumbel'):
             if name in strategies and target_ms in nni_targets:
                 def penalty_search(name=name, config=config, target_ms=target_ms):
@@ -235,7 +247,7 @@ def main(argv=None) -> int:
         'lightnas_argmax_within_2pct': sum(abs(e['argmax_rel_error']) <= 0.02 for e in results['lightnas']),
         'lightnas_alpha_entropy_fraction': [e.get('alpha_entropy_fraction') for e in results['lightnas']],
         'budget': {'epochs': epochs, 'train_limit': train_limit, 'batch_size': 64, 'quick': args.quick,
-                   'landing_tolerance': args.landing_tolerance},
+                   'landing_tolerance': args.landing_tolerance, 'search_options': search_options},
         'latency_model': {'path': str(args.lut), 'range_ms': [fastest_ms, slowest_ms], 'batch': batch,
                           'calibration': calibration},
         'device': {'name': 'local', 'threads': device.threads, 'runtime': entries[0] and 'onnxruntime'},
