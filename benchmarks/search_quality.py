@@ -389,6 +389,8 @@ def main(argv=None) -> int:
                         help='searches, trainings and tests on these classes only, e.g. 0,2,4,6 (the four '
                              'upper-body garments of Fashion-MNIST, its hardest split); the searches train on '
                              'their training images less the validation ones')
+    parser.add_argument('--data-dir', default=None,
+                        help="the preset's data when it is not Fashion-MNIST (CIFAR-10 for --preset cifar10)")
     parser.add_argument('--threads', type=int, default=2,
                         help='torch threads (1 when the machine is shared: two threads on one free core crawl)')
     args = parser.parse_args(argv)
@@ -437,7 +439,8 @@ def main(argv=None) -> int:
     warmup_path = REPO / 'runs' / 'bench' / f'search_quality_warmup_{budget_key}.ckpt'
 
     def search_config(target_ms: float) -> SearchConfig:
-        return SearchConfig(preset=args.preset, target_ms=target_ms, seed=pipeline.seed, **search_settings)
+        return SearchConfig(preset=args.preset, target_ms=target_ms, seed=pipeline.seed, data_dir=args.data_dir,
+                            **search_settings)
 
     def run_lightnas_search(config: SearchConfig, **options) -> dict[str, Any]:
         """One run_search, sharing the warm-up checkpoint across targets and strategies."""
@@ -448,8 +451,8 @@ def main(argv=None) -> int:
     pools = {target: at_target_pool(lut, target, args.pool, seed=index) for index, target in enumerate(targets)}
 
     # ---- stand-alone training: one recipe, every net, every seed
-    train_full = load_for_preset(args.preset, 'train')
-    test_set = load_for_preset(args.preset, 'test')
+    train_full = load_for_preset(args.preset, 'train', args.data_dir)
+    test_set = load_for_preset(args.preset, 'test', args.data_dir)
     from torch.utils.data import Subset
     if 'classes' in recipe:
         train_full, test_set = (only_classes(dataset, recipe['classes']) for dataset in (train_full, test_set))
