@@ -27,11 +27,8 @@ def onnx_paths(tmp_path_factory):
             for index, arch in enumerate(ARCHS)]
 
 
-def test_a_block_interleaved_group_agrees_with_each_net_alone(onnx_paths):
-    # CPU time of the measuring thread: the cache effect of interleaving shows in it, the
-    # preemption by other processes of a loaded machine does not. Medians over alternating
-    # repeats, so a slow phase of the machine hits both ways of measuring alike.
-    options = {'num_runs': 100, 'num_warmup_runs': 10, 'max_attempts': 1, 'clock': 'cpu'}
+def _grouped_against_alone(onnx_paths, options) -> dict[str, float]:
+    """Relative error of each net's block-interleaved median against its median alone (medians of 5 repeats)."""
     alone_ms: list[list[float]] = [[] for _ in onnx_paths]
     grouped_ms: list[list[float]] = [[] for _ in onnx_paths]
     for _ in range(5):
@@ -40,10 +37,26 @@ def test_a_block_interleaved_group_agrees_with_each_net_alone(onnx_paths):
         for index, result in enumerate(measure_onnx_group(onnx_paths, **options)):
             grouped_ms[index].append(result['median_ms'])
             assert result['block_runs'] == 25 and result['block_warmup_runs'] == 3
-    for arch, alone, grouped in zip(ARCHS, alone_ms, grouped_ms):
-        ratio = statistics.median(grouped) / statistics.median(alone)
-        assert abs(ratio - 1) < 0.015, f'{arch}: grouped {statistics.median(grouped):.4f} ms vs alone ' \
-                                       f'{statistics.median(alone):.4f} ms ({100 * (ratio - 1):+.2f} %)'
+    return {arch: statistics.median(grouped) / statistics.median(alone) - 1
+            for arch, alone, grouped in zip(ARCHS, alone_ms, grouped_ms)}
+
+
+def test_a_block_interleaved_group_agrees_with_each_net_alone(onnx_paths):
+    # CPU time of the measuring thread: the cache effect of interleaving shows in it, the
+    # preemption by other processes of a loaded machine does not. Medians over alternating
+    # repeats, so a slow phase of the machine hits both ways of measuring alike. Other processes
+    # still share the caches, so a burst of load can skew one attempt: up to three attempts, and
+    # the best must agree within 1.5 % for every net. A systematic error, like the 6-8 % of
+    # single-run interleaving, fails all three.
+    options = {'num_runs': 100, 'num_warmup_runs': 10, 'max_attempts': 1, 'clock': 'cpu'}
+    attempts = []
+    for _ in range(3):
+        errors = _grouped_against_alone(onnx_paths, options)
+        attempts.append(errors)
+        if max(abs(error) for error in errors.values()) < 0.015:
+            return
+    raise AssertionError('grouped vs alone, per attempt: ' + '; '.join(
+        ', '.join(f'{arch[:13]}... {100 * error:+.2f} %' for arch, error in errors.items()) for errors in attempts))
 
 
 def test_every_model_gets_num_runs_timed_runs_in_blocks(onnx_paths):
