@@ -319,6 +319,30 @@ class LightNASEvolution(Tuner):
             child[label] = space[label][space[label].index(child[label]) - 1]
         return child
 
+    def fill(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Widen random parameters one choice at a time, within the budget, until the candidate reaches the band.
+
+        The mirror of :meth:`repair`: a random sample of widths sits far below a budget that
+        stage 1 filled, so the first population is filled into the band (or as near below it as
+        any one-choice widening allows) and the evolution ranks candidates that use the budget.
+        Without a band, ``params`` unchanged.
+        """
+        child = dict(params)
+        if self.band is None or self.latency_model is None:
+            return child
+        space = self._space()
+        while self.latency_ms(child) < self.band.lower_ms:
+            growable = [label for label, values in space.items() if values.index(child[label]) < len(values) - 1]
+            self.rng.shuffle(growable)
+            for label in growable:
+                wider = dict(child, **{label: space[label][space[label].index(child[label]) + 1]})
+                if self.feasible(wider):
+                    child = wider
+                    break
+            else:
+                break  # no single widening fits the budget
+        return child
+
     def _propose(self) -> dict[str, Any]:
         if len(self.population) < self.population_size:
             return self.random_sample()
@@ -335,6 +359,9 @@ class LightNASEvolution(Tuner):
         seen = {_key(record['params']) for record in self.history.values()}
         for attempt in range(self.max_attempts):
             params = self._propose()
+            if len(self.population) < self.population_size:
+                filled = self.fill(params)  # the first population uses the budget, unless that repeats a candidate
+                params = filled if _key(filled) not in seen else params
             if not self.feasible(params):
                 self.num_over_budget += 1
                 _logger.debug('over budget (%.3f ms > %.3f ms), not proposed: %s', self.latency_ms(params),

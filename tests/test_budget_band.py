@@ -79,3 +79,27 @@ def test_evolved_children_move_toward_the_band():
             tuner.receive_trial_result(trial, params, {'default': 0.5})
         return sum(tuner.band.distance(latency(tuner._propose())) for _ in range(60)) / 60
     assert mean_distance(3) < mean_distance(1)
+
+
+def test_the_first_population_is_filled_into_the_band():
+    probe, latency = _linear_tuner(budget_ms=1.0)
+    narrow = {label: values[0] for label, values in probe._space().items()}
+    budget_ms = 2 * latency(narrow)
+    tuner, _ = _linear_tuner(budget_ms=budget_ms, fill_tolerance=0.05)
+    space = tuner._space()
+    samples = [tuner.random_sample() for _ in range(50)]
+    assert sum(latency(sample) < tuner.band.lower_ms for sample in samples) >= 10  # random widths leave budget
+    for sample in (sample for sample in samples if latency(sample) <= budget_ms):  # the tuner repairs the rest
+        filled = tuner.fill(sample)
+        ms = latency(filled)
+        assert ms <= budget_ms and latency(filled) >= latency(sample)
+        if not tuner.band.contains(ms):  # then no single widening fits the budget any more
+            assert all(latency(dict(filled, **{label: values[values.index(filled[label]) + 1]})) > budget_ms
+                       for label, values in space.items() if values.index(filled[label]) < len(values) - 1)
+    # the tuner proposes filled candidates first (a repeat falls back to the plain sample)
+    fresh, _ = _linear_tuner(budget_ms=budget_ms, fill_tolerance=0.05)
+    first = [latency(fresh.generate_parameters(trial)) for trial in range(fresh.population_size)]
+    assert sum(fresh.band.contains(ms) for ms in first) >= 3, first
+    # without a budget, nothing to fill
+    free, _ = _linear_tuner()
+    assert free.fill(narrow) == narrow
