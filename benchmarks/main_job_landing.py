@@ -32,6 +32,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from json_stdout import json_only_stdout  # noqa: E402
+
 TINY = {'preset': 'tiny', 'profile': {'runs': 10, 'warmup': 2, 'calibrate': 6},
         'search': {'epochs': 2, 'warmup_epochs': 1, 'train_limit': 512, 'batch_size': 64},
         'evolve': {'max_trials': 2, 'population_size': 2, 'sample_size': 1, 'batches': 4, 'last': 2,
@@ -64,6 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
 
+    with json_only_stdout() as stdout:  # NNI's and Lightning's output goes to stderr
+        summary = run_jobs(args)
+        stdout.write(json.dumps(summary, indent=1) + '\n')
+    return 0
+
+
+def run_jobs(args: argparse.Namespace) -> dict[str, Any]:
+    """The main jobs of ``args``; the JSON summary."""
     from nni_lightnas.pipeline import load_pipeline_config, run_pipeline
     root = Path(args.run_root or tempfile.mkdtemp(prefix='main-job-landing-'))
     start = time.perf_counter()
@@ -80,10 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.check()
         result = run_pipeline(config, progress=lambda message: print(message, file=sys.stderr, flush=True))
         runs.extend(landing_rows(result))
-    print(json.dumps({'runs': runs, 'seconds': round(time.perf_counter() - start, 1)}, indent=1))
     if not args.keep and args.run_root is None:
         shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return {'runs': runs, 'seconds': round(time.perf_counter() - start, 1)}
 
 
 if __name__ == '__main__':
