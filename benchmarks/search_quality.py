@@ -167,7 +167,7 @@ def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_r
     from nni_lightnas.latency.profiler import LatencyProfiler
     from nni_lightnas.search import _data_loaders, make_search_evaluator
     from nni_lightnas.search_spaces import LightNASSpace
-    from nni_lightnas.strategies.landing import land_on_target
+    from nni_lightnas.strategies.landing import land_from_probabilities
     torch.manual_seed(config.seed)
     space = LightNASSpace(config.preset)
     penalty = ExpectationProfilerPenalty(LatencyProfiler(space, lut), baseline=target_ms, scale=scale)
@@ -182,11 +182,9 @@ def proxyless_search(lut, target_ms: float, scale: float, config, arc_learning_r
     probabilities = module.export_probs()
     argmax = {label: max(probabilities[label], key=probabilities[label].get) for label in lut.labels}
     argmax_arch = '-'.join(argmax[label] for label in lut.labels)
-    log_probs = {label: torch.tensor([probabilities[label][op] for op in lut.candidates[label]]).clamp_min(1e-12).log()
-                 for label in lut.labels}
     landed = None
     if abs(lut.predict(argmax_arch) / target_ms - 1) > TOLERANCE:
-        landed = land_on_target(lut, log_probs, target_ms=target_ms, tolerance=TOLERANCE)
+        landed = land_from_probabilities(lut, probabilities, target_ms=target_ms, tolerance=TOLERANCE)
     arch = argmax_arch if landed is None else '-'.join(landed[label] for label in lut.labels)
     # its own supernet's accuracy of the exported net on the architecture split: the scale selection criterion
     sample = dict(zip(lut.labels, arch.split('-')))

@@ -176,9 +176,10 @@ def main(argv=None) -> int:
                 record = json.loads(line)
                 done[(record['strategy'], round(record['target_ms'], 6), record['epochs'], record['train_limit'])] = record
 
+    lightnas_name = f'lightnas-landing{args.landing_tolerance:g}' + (
+        json.dumps(search_options, sort_keys=True) if search_options else '')
+
     def journaled(name: str, target_ms: float, search) -> dict:
-        lightnas_name = f'lightnas-landing{args.landing_tolerance:g}' + (
-            json.dumps(search_options, sort_keys=True) if search_options else '')
         key = (name if name != 'lightnas' else lightnas_name, round(target_ms, 6), epochs, train_limit)
         if key not in done:
             record = {'strategy': key[0], 'target_ms': target_ms, 'epochs': epochs, 'train_limit': train_limit,

@@ -194,8 +194,10 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
                         f'measured; the loop cannot change the net')
                     break
                 arch, predicted_ms, factor = land_out['arch'], land_out['predicted_ms'], land_out['landing_factor']
+            # the band as stage 2 uses it (it follows measure.landing_tolerance too)
             evolve_out = stage('evolve', folder / 'evolve',
                                {'search': search_out['_hash'], 'seed': config.seed, **config.evolve,
+                                'fill_tolerance': evolve_settings(config)['fill_tolerance'],
                                 **({'arch': arch} if number > 1 else {})},
                                lambda d: _evolve(config, target_ms, arch, int(lut.metadata.get('batch', 1)), d),
                                round_label)

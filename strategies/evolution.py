@@ -36,6 +36,8 @@ from typing import Any, Callable, Mapping
 import nni
 from nni.tuner import Tuner
 
+from nni_lightnas.budget_band import DEFAULT_FILL_TOLERANCE, BudgetBand
+
 __all__ = ['LightNASEvolution', 'parse_metric', 'STATE_FILE_NAME']
 
 _logger = logging.getLogger(__name__)
@@ -149,7 +151,7 @@ class LightNASEvolution(Tuner):
                  latency_args: Mapping[str, Any] | None = None, optimize_mode: str = 'maximize',
                  population_size: int = 20, sample_size: int = 5, mutation_prob: float | None = None,
                  crossover_prob: float = 0.3, seed: int = 0, state_path: str | os.PathLike | None = None,
-                 retry_failed: int = 0, max_attempts: int = 200, fill_tolerance: float = 0.03,
+                 retry_failed: int = 0, max_attempts: int = 200, fill_tolerance: float = DEFAULT_FILL_TOLERANCE,
                  band_children: int = 3):
         super().__init__()
         if not (isinstance(population_size, int) and population_size >= 1):
@@ -171,7 +173,6 @@ class LightNASEvolution(Tuner):
             raise ValueError(f'max_attempts must be a positive integer, got {max_attempts!r}')
         if not (isinstance(band_children, int) and band_children >= 1):
             raise ValueError(f'band_children must be a positive integer, got {band_children!r}')
-        from nni_lightnas.budget_band import BudgetBand
         self.lightnet = lightnet
         self.preset = preset
         self.budget_ms = None if budget_ms is None else float(budget_ms)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nni_lightnas.atomic import atomic_write_text, check_output_path
+from nni_lightnas.budget_band import DEFAULT_FILL_TOLERANCE
 
 from .errors import ExperimentStartError
 
@@ -53,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-duration', default=None, help="NNI maxExperimentDuration, e.g. '2h'")
     parser.add_argument('--population-size', type=int, default=20)
     parser.add_argument('--sample-size', type=int, default=5)
-    parser.add_argument('--fill-tolerance', type=float, default=0.03,
-                        help='keep the best candidate within [budget * (1 - this), budget] (default 0.03)')
+    parser.add_argument('--fill-tolerance', type=float, default=DEFAULT_FILL_TOLERANCE,
+                        help='keep the best candidate within [budget * (1 - this), budget] '
+                             f'(default {DEFAULT_FILL_TOLERANCE})')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--batches', type=int, default=None, help='BTE batches (default: nni_lightnas.bte default)')
     parser.add_argument('--last', type=int, default=None, help='BTE: score over the last K batches')
@@ -87,7 +89,7 @@ def _trial_command(python: str, options: dict[str, Any]) -> str:
 def write_experiment(output: str | Path, *, lightnet: str, budget_ms: float, preset: str = 'fashion_mnist',
                      latency: str = 'flops', latency_args: dict[str, Any] | None = None, max_trials: int = 50,
                      concurrency: int = 1, max_duration: str | None = None, population_size: int = 20,
-                     sample_size: int = 5, seed: int = 0, fill_tolerance: float = 0.03,
+                     sample_size: int = 5, seed: int = 0, fill_tolerance: float = DEFAULT_FILL_TOLERANCE,
                      trial_options: dict[str, Any] | None = None,
                      python: str | None = None, experiment_name: str = 'lightnas-evolve',
                      working_dir: str | Path | None = None) -> Path:
