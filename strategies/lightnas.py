@@ -57,6 +57,7 @@ from nni_lightnas.search_spaces.nni_space import arch_string, space_candidates
 from .landing import land_on_target
 from ._training import batch_statistics_accuracy
 from .ranking import best_by_accuracy, draw_at_target
+from .squared_error import expected_squared_error
 from .latency_multiplier import LatencyMultiplier
 from .schedule import PAPER_ARCH_STEPS, BudgetSchedule
 from .single_path import SinglePathChoice, SinglePathMixedLayer, SinglePathRepeat
@@ -338,22 +339,46 @@ class LightNASLightningModule(DartsLightningModule):
     def _latency_penalty(self) -> torch.Tensor:
         """lambda * (LAT(alpha) / T - 1) + lambda_E * (E(alpha) / T_E - 1), each term when its target is set.
 
-        LAT and E are the expected latency and energy of softmax(alpha).
+        LAT and E are the expected latency and energy of softmax(alpha). With
+        ``squared_error_weight`` rho > 0, each budget adds ``rho * E[(LAT / T - 1)^2]``
+        (:func:`~.squared_error.expected_squared_error`).
         """
         config = self.strategy_config
         probs = self.layer_probs()
         terms = []
+        squared_error_weight = config.squared_error_weight * self.squared_error_ramp()
         if self.multiplier is not None:
             self.multiplier.value = float(self.latency_lambda)
             expected_ms = self.latency_model.expected_latency(probs)
             self._last_expected_ms = float(expected_ms.detach())
             terms.append(self.multiplier.value * (expected_ms / config.target_latency_ms - 1.0))
+            if squared_error_weight:
+                terms.append(squared_error_weight *
+                             expected_squared_error(self.latency_model, probs, config.target_latency_ms))
         if self.energy_multiplier is not None:
             self.energy_multiplier.value = float(self.energy_lambda)
             expected_mj = self.energy_model.expected_latency(probs)
             self._last_expected_mj = float(expected_mj.detach())
             terms.append(self.energy_multiplier.value * (expected_mj / config.target_energy_mj - 1.0))
+            if squared_error_weight:
+                terms.append(squared_error_weight *
+                             expected_squared_error(self.energy_model, probs, config.target_energy_mj))
         return sum(terms[1:], terms[0])
+
+    def squared_error_ramp(self) -> float:
+        """Share of ``squared_error_weight`` in force: the share of planned alpha steps done (1: ``'fixed'``).
+
+        A penalty continuation, as in augmented-Lagrangian methods: early on the cross-entropy
+        shapes alpha, at the end the squared error holds the argmax on T.
+        """
+        return 1.0 if self.schedule is None else self.schedule.progress(int(self.arch_steps_done))
+
+    def in_landing_phase(self) -> bool:
+        """Whether the search is in its last ``1 - anneal_start`` of planned alpha steps (always: ``'fixed'``).
+
+        Alpha's learning rate may be annealed there.
+        """
+        return self.schedule is None or self.schedule.may_anneal(int(self.arch_steps_done))
 
     def _fair_warmup_step(self, batch, batch_idx) -> torch.Tensor:
         """Every candidate of every layer once, in a random order per layer; one optimizer step."""
@@ -467,9 +492,8 @@ class LightNASLightningModule(DartsLightningModule):
             energy_values = {'energy_lambda': float(self.energy_lambda), 'expected_energy_mj': self._last_expected_mj,
                              'argmax_energy_mj': argmax_mj}
         self.arch_steps_done += 1
-        may_anneal = self.schedule is None or self.schedule.may_anneal(int(self.arch_steps_done))
         # annealing waits until every budget is within the threshold
-        scale = self._arc_lr_scale(max(errors)) if may_anneal else 1.0
+        scale = self._arc_lr_scale(max(errors)) if self.in_landing_phase() else 1.0
         for group in arc_optim.param_groups:
             group['lr'] = self.scheduled_arc_learning_rate() * scale
         self._last_arc_lr = self.scheduled_arc_learning_rate() * scale
@@ -748,6 +772,13 @@ class LightNAS(DARTS):
         scaled by the error ``|LAT/T - 1|``, as in the paper (0 turns annealing off).
     min_arc_lr_scale
         Lower bound of that scale.
+    squared_error_weight
+        Weight rho of the augmented-Lagrangian term ``rho * E_{arch ~ softmax(alpha)}[(LAT / T - 1)^2]``
+        (and the same for energy), which pulls each layer toward the op that completes the other
+        layers' latency to T rather than the op with the largest latency step, so a settled
+        argmax stops jumping over the target (:mod:`~.squared_error`). The weight grows with the
+        share of planned alpha steps done (penalty continuation; the full weight throughout with
+        ``schedule='fixed'``), so the cross-entropy shapes alpha first. 0 turns it off.
     truncate_lambda
         Two-sided truncation of lambda.
     gradient_clip_val
@@ -808,7 +839,8 @@ class LightNAS(DARTS):
                  arch_gradient: str = 'reinforce', arch_samples: int = 4, diagnostic_batches: int = 4,
                  arc_betas: tuple[float, float] | None = None, weight_sampling: str = 'alpha',
                  rank_candidates: int = 0, rank_batches: int = 8,
-                 target_energy_mj: float | None = None, energy_model=None, **kwargs):
+                 target_energy_mj: float | None = None, energy_model=None, squared_error_weight: float = 0.0,
+                 **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
         _check_budgets(target_latency_ms, latency_model, target_energy_mj, energy_model)
@@ -819,6 +851,9 @@ class LightNAS(DARTS):
                              f'{initial_temperature=}, {temperature_decay=}')
         if not 0 <= min_arc_lr_scale <= 1:
             raise ValueError(f'min_arc_lr_scale must be in [0, 1], got {min_arc_lr_scale=}')
+        if not (isinstance(squared_error_weight, (int, float)) and math.isfinite(squared_error_weight)
+                and squared_error_weight >= 0):
+            raise ValueError(f'squared_error_weight must be a finite number >= 0, got {squared_error_weight!r}')
         if optimization not in ('bilevel', 'one_level'):
             raise ValueError(f"optimization must be 'bilevel' or 'one_level', got {optimization!r}")
         if sampling not in ('gumbel', 'ordered'):
@@ -884,6 +919,7 @@ class LightNAS(DARTS):
         self.temperature_decay = temperature_decay
         self.lr_anneal_threshold = lr_anneal_threshold
         self.min_arc_lr_scale = min_arc_lr_scale
+        self.squared_error_weight = float(squared_error_weight)
         self.truncate_lambda = truncate_lambda
         self.log_every_n_steps = log_every_n_steps
         self.resume_from = resume_from
