@@ -98,6 +98,7 @@ class LightNASLightningModule(DartsLightningModule):
         self._ranked_export: dict[str, Any] | None = None
         self._epoch_start_arch: dict[str, str] | None = None
         self.history_rows: list[dict[str, Any]] = []
+        self.step_rows: list[dict[str, Any]] = []  # one per alpha step
         self._epoch_stats: dict[str, list[float]] = {}
         self._latency_cache: dict[tuple[str, ...], float] = {}
         self._energy_cache: dict[tuple[str, ...], float] = {}
@@ -500,10 +501,15 @@ class LightNASLightningModule(DartsLightningModule):
         tau = self.temperature(self.trainer.current_epoch)
         for layer in self.mixed_layers():
             layer.tau = tau
+        entropy = self.alpha_entropy()
         self.log_dict({'lightnas/lambda': new_lambda, 'lightnas/expected_ms': self._last_expected_ms,
                        'lightnas/argmax_ms': argmax_ms, 'lightnas/temperature': tau,
-                       'lightnas/alpha_entropy': self.alpha_entropy(), 'lightnas/arc_lr_scale': scale,
+                       'lightnas/alpha_entropy': entropy, 'lightnas/arc_lr_scale': scale,
                        **{f'lightnas/{key}': value for key, value in energy_values.items()}})
+        self.step_rows.append({'arch_step': int(self.arch_steps_done), 'epoch': int(self.trainer.current_epoch),
+                               'lambda': new_lambda, 'expected_ms': self._last_expected_ms, 'argmax_ms': argmax_ms,
+                               'alpha_entropy_fraction': entropy / max(self.max_alpha_entropy(), 1e-12),
+                               'arc_lr': self._last_arc_lr, **energy_values})
         self._record(ce_loss=ce_loss, expected_ms=self._last_expected_ms, argmax_ms=argmax_ms,
                      **{'lambda': new_lambda}, **energy_values)
 
@@ -622,7 +628,8 @@ class LightNASLightningModule(DartsLightningModule):
 
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint['lightnas'] = {'history': list(self.history_rows), 'torch_rng_state': torch.get_rng_state(),
+        checkpoint['lightnas'] = {'history': list(self.history_rows), 'steps': list(self.step_rows),
+                                  'torch_rng_state': torch.get_rng_state(),
                                   'lambda': float(self.latency_lambda)}
         if self.energy_multiplier is not None:
             checkpoint['lightnas']['energy_lambda'] = float(self.energy_lambda)
@@ -632,6 +639,7 @@ class LightNASLightningModule(DartsLightningModule):
         if state is None:
             raise ValueError('checkpoint has no LightNAS state; was it written by a LightNAS search?')
         self.history_rows = list(state['history'])
+        self.step_rows = list(state.get('steps', []))
         torch.set_rng_state(state['torch_rng_state'])
         if self.multiplier is not None:
             self.multiplier.value = state['lambda']
@@ -839,7 +847,7 @@ class LightNAS(DARTS):
                  arch_gradient: str = 'reinforce', arch_samples: int = 4, diagnostic_batches: int = 4,
                  arc_betas: tuple[float, float] | None = None, weight_sampling: str = 'alpha',
                  rank_candidates: int = 0, rank_batches: int = 8,
-                 target_energy_mj: float | None = None, energy_model=None, squared_error_weight: float = 0.0,
+                 target_energy_mj: float | None = None, energy_model=None, squared_error_weight: float = 30.0,
                  **kwargs):
         super().__init__(arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
                          log_prob_every_n_step=log_every_n_steps, warmup_epochs=warmup_epochs, **kwargs)
@@ -1014,6 +1022,14 @@ class LightNAS(DARTS):
         the architecture split; ``val_acc`` is filled only when the evaluator has a validation loop.
         """
         return pd.DataFrame(self.oneshot_module.history_rows)
+
+    def step_history(self) -> pd.DataFrame:
+        """One row per alpha step: lambda, expected and argmax latency, alpha entropy (share of its maximum), alpha lr.
+
+        The per-epoch :meth:`history` averages these; a settled argmax that jumps over the
+        target and back shows only here.
+        """
+        return pd.DataFrame(self.oneshot_module.step_rows)
 
     def export_result(self) -> dict[str, Any]:
         """The searched architecture: NNI sample dict, LightNet string and predicted latency (and energy).

@@ -116,6 +116,11 @@ def test_alpha_converges_to_the_clearly_best_candidate():
     assert history['alpha_entropy_fraction'].iloc[-1] < 0.5
     # the planned budget is used exactly: 7 search epochs x 4 batches
     assert history['arch_steps'].iloc[-1] == 28
+    steps = strategy.step_history()  # one row per alpha step, the epoch rows are their means
+    assert list(steps['arch_step']) == list(range(1, 29))
+    assert steps['argmax_ms'].tolist() == pytest.approx([1.5] * 28)
+    assert steps['alpha_entropy_fraction'].iloc[-1] == pytest.approx(history['alpha_entropy_fraction'].iloc[-1],
+                                                                     abs=0.05)
     assert history['arc_lr'].iloc[1] == pytest.approx(20.0 / 28)  # the travel floor of a 28-step plan
     # the argmax net, scored with supernet weights on architecture-split batches, has learnt the task
     assert history['argmax_supernet_acc'].iloc[-1] > 0.5
