@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -404,6 +405,7 @@ def main(argv=None) -> int:
     from nni_lightnas.pipeline import load_pipeline_config
     from nni_lightnas.search import SearchConfig, run_search
     from nni_lightnas.search_spaces import LightNASSpace
+    from nni_lightnas.strategies import LightNAS
     from nni_lightnas.strategies.schedule import BudgetSchedule
 
     mode = 'quick' if args.quick else 'full'
@@ -548,13 +550,17 @@ def main(argv=None) -> int:
                                                  'landed_ms', 'landed_supernet_acc') if key in summary},
                 **_history_summary(summary['history'])}
 
+    # the strategy's defaults are part of a search's key: a search journaled under other defaults is rerun
+    strategy_defaults = {name: parameter.default for name, parameter in
+                         inspect.signature(LightNAS.__init__).parameters.items()
+                         if parameter.default is not inspect.Parameter.empty}
     results = []
     for target_ms in targets:
         entry: dict[str, Any] = {'target_ms': target_ms,
                                  'quantile': quantiles[targets.index(target_ms)]}
         entry['lightnas_variants'] = []
         for options in variants:
-            key = _key('lightnas', budget_key, target_ms, *([options] if options else []))
+            key = _key('lightnas', budget_key, target_ms, *([options] if options else []), strategy_defaults)
             variant = {'options': options, 'search': dict(journal.get(key, lambda: lightnas(target_ms, options)))}
             if variant['search'].get('export_rule') == 'ranking':
                 # the same search's landed argmax, trained too: what the ranking adds over alpha alone
