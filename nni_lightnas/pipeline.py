@@ -441,7 +441,8 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
     search_config = SearchConfig(preset=config.preset, target_ms=target_ms, seed=config.seed,
                                  data_dir=config.data_dir, target_energy_mj=config.target_energy_mj, **settings)
     summary = run_search(search_config, lut, directory, warmup_from=warmup_from, save_warmup_to=save_warmup_to,
-                         enable_checkpointing=True, callbacks=_epoch_checkpointing(checkpoints))
+                         enable_checkpointing=True, callbacks=_epoch_checkpointing(checkpoints),
+                         enable_progress_bar=True)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return {'arch': summary['arch'], 'predicted_ms': summary['predicted_ms'], 'seconds': summary['seconds'],
             'warmup_reused': summary['warmup_reused'], 'argmax_arch': summary['argmax_arch'],

@@ -41,3 +41,25 @@ def test_export_bad_arch_is_a_clear_error(tmp_path, capsys):
     code = main(['export', '--preset', 'fashion_mnist', '--arch', 'MBK9X-skip', '-o', str(tmp_path / 'x.onnx')])
     assert code == 2
     assert "unknown op name 'MBK9X'" in capsys.readouterr().err
+
+
+def test_cli_hides_known_third_party_warnings_unless_verbose(capsys):
+    """NNI's nni.trace advice and Lightning's tips do not apply to one-shot runs; anything else still shows."""
+    import logging
+    import warnings
+
+    code = ('import warnings, logging, sys\n'
+            'from nni_lightnas.cli import main\n'
+            'main(sys.argv[1:])\n'
+            "warnings.warn('When using training service, please try to wrap PyTorch DataLoader with nni.trace')\n"
+            "warnings.warn('an unrelated warning')\n"
+            "logging.getLogger('pytorch_lightning.utilities.rank_zero').info('Tip: try a cloud logger')\n")
+    quiet = subprocess.run([sys.executable, '-c', code, 'space', 'show', '--preset', 'tiny'],
+                           capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr
+    assert 'an unrelated warning' in quiet.stderr
+    assert 'nni.trace' not in quiet.stderr and 'Tip:' not in quiet.stderr
+    verbose = subprocess.run([sys.executable, '-c', code, '-v', 'space', 'show', '--preset', 'tiny'],
+                             capture_output=True, text=True)
+    assert verbose.returncode == 0, verbose.stderr
+    assert 'nni.trace' in verbose.stderr and 'Tip: try a cloud logger' in verbose.stderr

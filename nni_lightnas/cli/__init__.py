@@ -27,6 +27,7 @@ import sys
 import traceback
 from typing import Sequence
 
+from ..quiet import quiet_known_messages
 from .errors import CLIError, describe_user_error
 
 __all__ = ['SUBCOMMANDS', 'CLIError', 'build_parser', 'main']
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (Importing nni.runtime.log first: it sets the 'nni' logger to INFO on import.)
         import nni.runtime.log  # noqa: F401
         logging.getLogger('nni').setLevel(logging.ERROR)
+        # NNI's and Lightning's messages that do not apply to a one-shot run (nni_lightnas.quiet)
+        quiet_known_messages()
     try:
         return int(args._run(args) or 0)
     except BaseException as error:  # noqa: B036 - user errors become one line, bugs keep their traceback
