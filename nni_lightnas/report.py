@@ -1,9 +1,12 @@
 """The HTML report of a pipeline run: figures (matplotlib) and tables (pandas), self-contained.
 
 :func:`write_report` reads a run directory and writes, into the report folder,
-``report.html`` (figures embedded as base64 PNG, so the file stands alone), the PNG files,
-and ``final.csv``. Figures:
+``report.html`` (a summary sentence per target, tables with readable headers and units,
+figures embedded as base64 PNG, so the file stands alone), the PNG files, and ``final.csv``
+(whose columns keep their keys, e.g. ``measured_vs_target_pct``, for other tools). Figures:
 
+* accuracy vs latency: every final net (test accuracy, measured latency) and every stage-2
+  candidate (BTE score, predicted latency), the targets marked;
 * latency model vs measured (parity plot over the final nets and the calibration nets);
 * lambda, the argmax latency against the target and the entropy of alpha over the search;
 * alpha heatmap per layer (softmax(alpha) of the search);
@@ -30,7 +33,7 @@ import pandas as pd  # noqa: E402
 
 from .atomic import atomic_write, atomic_write_text  # noqa: E402
 
-__all__ = ['write_report', 'final_table', 'landing_table']
+__all__ = ['write_report', 'final_table', 'landing_table', 'target_summaries', 'COLUMN_TITLES']
 
 _logger = logging.getLogger(__name__)
 
@@ -88,6 +91,52 @@ def landing_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
              for row in rows for item in row.get('landing_rounds') or []]
     return pd.DataFrame(lines, columns=['target_ms', 'round', 'arch', 'predicted_ms', 'stage2_ms', 'measured_ms',
                                         'relative_error_pct', 'landing_factor', 'shipped'])
+
+
+#: Column headers of the report's HTML tables (``final.csv`` and ``landing_rounds.csv`` keep the keys).
+COLUMN_TITLES = {
+    'target_ms': 'target (ms)', 'argmax_ms': "search's argmax (ms)", 'exported_ms': 'stage-1 export (ms)',
+    'landed': 'moved by landing step', 'alpha_entropy_pct': 'alpha entropy (% of max)',
+    'evolved_pred_ms': 'stage-2 widths, predicted (ms)', 'measured_ms': 'measured (ms)',
+    'measured_iqr_ms': 'measured IQR (ms)', 'measured_vs_target_pct': 'vs target (%)',
+    'test_acc_pct': 'test accuracy (%)', 'params_m': 'parameters (M)', 'flops_m': 'MFLOPs',
+    'rounds': 'closed-loop rounds', 'batch': 'batch', 'device': 'device', 'arch': 'architecture',
+    'target_energy_mj': 'energy target (mJ)', 'predicted_energy_mj': 'energy, predicted (mJ)',
+    'measured_energy_mj': 'energy, measured (mJ)', 'round': 'round', 'predicted_ms': 'predicted (ms)',
+    'stage2_ms': 'stage-2 prediction (ms)', 'relative_error_pct': 'error (%)',
+    'landing_factor': 'correction factor', 'shipped': 'shipped'}
+
+
+def target_summaries(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One sentence per target: the final net's measured latency against the target, its accuracy, the rounds.
+
+    Examples
+    --------
+    >>> row = {'target_ms': 2.0, 'measured_ms': 1.98, 'test_acc': 0.856, 'rounds': 1, 'argmax_ms': 2.05,
+    ...        'landed': False}
+    >>> first, second = target_summaries([row])[0].split('; ')
+    >>> first
+    'Target 2 ms: the final net measured 1.98 ms (-1.00 %), test accuracy 85.6 %, after 1 closed-loop round'
+    >>> print(second)
+    the search's plain argmax predicted 2.05 ms (+2.50 %), exported as it was.
+    """
+    sentences = []
+    for row in rows:
+        target, measured, rounds = row['target_ms'], row['measured_ms'], int(row.get('rounds', 1) or 1)
+        sentence = (f"Target {target:g} ms: the final net measured {measured:.4g} ms "
+                    f"({100 * (measured / target - 1):+.2f} %), test accuracy {100 * row['test_acc']:.1f} %, "
+                    f"after {rounds} closed-loop round{'s' if rounds != 1 else ''}")
+        if row.get('argmax_ms') is not None:
+            moved = 'moved by the landing step' if row.get('landed') else 'exported as it was'
+            sentence += (f"; the search's plain argmax predicted {row['argmax_ms']:.4g} ms "
+                         f"({100 * (row['argmax_ms'] / target - 1):+.2f} %), {moved}")
+        sentences.append(sentence + '.')
+    return sentences
+
+
+def _html_table(table: pd.DataFrame, table_id: str) -> str:
+    return table.rename(columns=COLUMN_TITLES).to_html(index=False, float_format=lambda v: f'{v:.4g}', border=0,
+                                                       table_id=table_id)
 
 
 #: Energy keys a row may carry (mJ per inference); each becomes a column of the final table.
@@ -205,6 +254,34 @@ def _evolution_scatter(trials_by_target: dict[float, list[dict]], rows, director
     return _png(figure, directory / 'evolution.png')
 
 
+def _accuracy_vs_latency(trials_by_target: dict[float, list[dict]], rows, directory: Path) -> str:
+    """Every net the run trained or scored: final nets (test accuracy vs measured latency, starred), and
+    the stage-2 candidates (BTE score vs their stage-2 latency, right axis), targets dashed."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    scores = axis.twinx()
+    for index, row in enumerate(rows):
+        color = f'C{index % 10}'
+        points = [(t.get('latency_ms'), t.get('default')) for t in trials_by_target.get(row['target_ms'], [])
+                  if t.get('latency_ms') is not None and t.get('default') is not None]
+        if points:
+            scores.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.35, color=color,
+                           label=f'stage-2 candidates, T={row["target_ms"]:g}')
+        axis.axvline(row['target_ms'], color=color, linestyle='--', linewidth=1)
+        axis.scatter([row['measured_ms']], [100 * row['test_acc']], marker='*', s=240, color=color,
+                     edgecolor='black', zorder=3, label=f'final net, T={row["target_ms"]:g}')
+    axis.set_xlabel('latency (ms; final nets measured, candidates predicted)')
+    axis.set_ylabel('test accuracy of the final nets (%)')
+    scores.set_ylabel('BTE score of the candidates (higher is better)')
+    axis.set_title('Accuracy vs latency (targets dashed, final nets *)')
+    handles = axis.get_legend_handles_labels()[0] + scores.get_legend_handles_labels()[0]
+    labels = axis.get_legend_handles_labels()[1] + scores.get_legend_handles_labels()[1]
+    if handles:
+        axis.legend(handles, labels, fontsize=7, loc='lower right')
+    axis.set_zorder(scores.get_zorder() + 1)
+    axis.patch.set_visible(False)
+    return _png(figure, directory / 'accuracy_vs_latency.png')
+
+
 def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: Path) -> Path:
     """Write ``report.html`` (and its PNG/CSV files) for the rows of a pipeline run.
 
@@ -229,7 +306,8 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
                                     if line.strip()] if trials_file.is_file() else []
     calibration_file = run_dir / 'profile' / 'calibration.csv'
     calibration = pd.read_csv(calibration_file) if calibration_file.is_file() else None
-    figures = [('Latency model vs measured', _parity(rows, calibration, directory)),
+    figures = [('Accuracy vs latency', _accuracy_vs_latency(trials, rows, directory)),
+               ('Latency model vs measured', _parity(rows, calibration, directory)),
                ('Search: latency, lambda and the entropy of alpha', _search_curves(histories, directory))]
     figures += [(f'Architecture probabilities, target {target:g} ms', _alpha_heatmap(alpha, target, directory))
                 for target, alpha in alphas.items()]
@@ -249,10 +327,10 @@ def write_report(run_dir: Path, rows: Sequence[dict[str, Any]], lut, directory: 
              '<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}'
              'td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img{max-width:100%;margin:1em 0}</style>',
              '</head><body>', f'<h1>nni-lightnas run: {html.escape(str(run_dir))}</h1>',
-             '<h2>Final networks</h2>',
-             table.to_html(index=False, float_format=lambda v: f'{v:.4g}', border=0, table_id='final-table'),
-             '<h2>Closed loop: every round (target, predicted, measured)</h2>',
-             loop.to_html(index=False, float_format=lambda v: f'{v:.4g}', border=0, table_id='landing-rounds'),
+             '<h2>Summary</h2><ul>' + ''.join(f'<li>{html.escape(sentence)}</li>'
+                                              for sentence in target_summaries(rows)) + '</ul>',
+             '<h2>Final networks</h2>', _html_table(table, 'final-table'),
+             '<h2>Closed loop: every round (target, predicted, measured)</h2>', _html_table(loop, 'landing-rounds'),
              '<h2>Device</h2><ul>' + ''.join(f'<li>{html.escape(k)}: {html.escape(str(v))}</li>'
                                              for k, v in facts.items()) + '</ul>']
     for title, encoded in figures:

@@ -138,7 +138,7 @@ def test_report_renders_in_headless_chromium(finished_run, tmp_path):
     dom = subprocess.run([_chromium(), *flags, '--dump-dom', report.as_uri()], capture_output=True, text=True,
                          timeout=120, env={**os.environ, 'HOME': str(tmp_path)}).stdout
     assert dom.count('<img') >= 4 and 'data:image/png;base64,' in dom
-    assert 'id="final-table"' in dom and 'measured_ms' in dom
+    assert 'id="final-table"' in dom and 'measured (ms)' in dom and 'Target ' in dom
 
 
 @pytest.mark.parametrize('path', sorted(str(p) for p in Path(__file__).parents[1].glob('examples/*/pipeline.yml')))
