@@ -145,9 +145,7 @@ def run_pipeline(config: PipelineConfig, *, from_stage: str | None = None,
                         lambda d: _profile(config, d))
     from .latency.lut import LatencyLUT
     lut = LatencyLUT.load(profile_out['lut'], space=config.preset)
-    fastest_ms, slowest_ms = lut.latency_range()
-    targets = config.targets_ms or [round(fastest_ms + q * (slowest_ms - fastest_ms), 4)
-                                    for q in config.target_quantiles]
+    targets = config.targets_ms or [round(lut.target_at(q), 4) for q in config.target_quantiles]
     if config.target_energy_mj is not None:  # the energy column is checked before any search
         from .search import energy_model_of
         try:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < args.target_quantile < 1:
             raise ValueError(f'--target-quantile must be in (0, 1), got {args.target_quantile}')
         fastest_ms, slowest_ms = latency_model.latency_range()
-        target_ms = fastest_ms + args.target_quantile * (slowest_ms - fastest_ms)
+        target_ms = latency_model.target_at(args.target_quantile)
         print(f'target {target_ms:.4f} ms ({args.target_quantile:g} of the range [{fastest_ms:.4f}, {slowest_ms:.4f}] ms)')
     config = SearchConfig(preset=args.preset, target_ms=target_ms, target_energy_mj=args.target_energy_mj,
                           epochs=args.epochs,

@@ -44,6 +44,23 @@ class LatencyModel(abc.ABC):
     def latency_range(self) -> tuple[float, float]:
         """(fastest, slowest) latency in ms over the whole space."""
 
+    def target_at(self, quantile: float) -> float:
+        """The latency (ms) at ``quantile`` of the range: ``fastest + quantile * (slowest - fastest)``.
+
+        ``quantile`` must lie in (0, 1): the ends of the range hold a single architecture each.
+
+        >>> import pandas as pd
+        >>> from nni_lightnas.latency.lut import LatencyLUT
+        >>> lut = LatencyLUT(pd.DataFrame({'kind': 'op', 'layer': ['a', 'a'], 'op': ['x', 'y'],
+        ...                                'latency_ms': [1.0, 3.0]}), {})
+        >>> lut.target_at(0.25)
+        1.5
+        """
+        if not (isinstance(quantile, (int, float)) and 0 < quantile < 1):
+            raise ValueError(f'a target quantile must be in (0, 1), got {quantile!r}')
+        fastest_ms, slowest_ms = self.latency_range()
+        return fastest_ms + quantile * (slowest_ms - fastest_ms)
+
     def one_hot(self, arch: Mapping[str, str] | Sequence[str]) -> dict[str, torch.Tensor]:
         """One-hot probabilities for an architecture (sample dict or ops in layer order)."""
         ops = [arch[label] for label in self.labels] if isinstance(arch, Mapping) else list(arch)
