@@ -786,7 +786,9 @@ class LightNAS(DARTS):
         layers' latency to T rather than the op with the largest latency step, so a settled
         argmax stops jumping over the target (:mod:`~.squared_error`). The weight grows with the
         share of planned alpha steps done (penalty continuation; the full weight throughout with
-        ``schedule='fixed'``), so the cross-entropy shapes alpha first. 0 turns it off.
+        ``schedule='fixed'``), so the cross-entropy shapes alpha first. 0 turns it off. The
+        default, 30, was chosen on tuning targets of the quick Fashion-MNIST search
+        (``docs/target_hit_tuning.json``).
     truncate_lambda
         Two-sided truncation of lambda.
     gradient_clip_val
