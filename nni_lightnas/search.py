@@ -35,6 +35,9 @@ from nni.nas.evaluator.pytorch import ClassificationModule, Lightning, Trainer
 from torch import optim
 from torch.utils.data import DataLoader
 
+from .strategies.defaults import (DEFAULT_LANDING_TOLERANCE, LR_ANNEAL_THRESHOLD, PAPER_ARC_LEARNING_RATE,
+                                  PAPER_LAMBDA_LR)
+
 __all__ = ['SearchConfig', 'CosineSGDClassificationModule', 'make_search_evaluator', 'run_search',
            'energy_model_of']
 
@@ -90,10 +93,10 @@ class SearchConfig:
     arch_fraction: float = 0.5
     learning_rate: float = 0.05
     weight_decay: float = 4e-5
-    arc_learning_rate: float = 1e-3
-    lambda_lr: float = 5e-4
-    lr_anneal_threshold: float = 0.02
-    landing_tolerance: float | None = 0.01
+    arc_learning_rate: float = PAPER_ARC_LEARNING_RATE
+    lambda_lr: float = PAPER_LAMBDA_LR
+    lr_anneal_threshold: float = LR_ANNEAL_THRESHOLD
+    landing_tolerance: float | None = DEFAULT_LANDING_TOLERANCE
     seed: int = 0
     data_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .defaults import PAPER_LAMBDA_LR
+
 __all__ = ['LatencyMultiplier']
 
 
@@ -46,7 +48,7 @@ class LatencyMultiplier:
     """
 
     target_ms: float
-    lambda_lr: float = 5e-4
+    lambda_lr: float = PAPER_LAMBDA_LR
     value: float = 0.0
     truncate: bool = True
 

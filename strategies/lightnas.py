@@ -59,7 +59,9 @@ from ._training import batch_statistics_accuracy
 from .ranking import best_by_accuracy, draw_at_target
 from .squared_error import expected_squared_error
 from .latency_multiplier import LatencyMultiplier
-from .schedule import PAPER_ARCH_STEPS, BudgetSchedule
+from .defaults import (DEFAULT_LANDING_TOLERANCE, LR_ANNEAL_THRESHOLD, PAPER_ARC_LEARNING_RATE, PAPER_ARCH_STEPS,
+                       PAPER_LAMBDA_LR)
+from .schedule import BudgetSchedule
 from .single_path import SinglePathChoice, SinglePathMixedLayer, SinglePathRepeat
 
 __all__ = ['LightNAS', 'LightNASLightningModule', 'InfeasibleTargetError']
@@ -838,11 +840,14 @@ class LightNAS(DARTS):
     """
 
     def __init__(self, *, target_latency_ms: float | None = None, latency_model=None, warmup_epochs: int = 10,
-                 arc_learning_rate: float = 1e-3, lambda_lr: float = 5e-4, initial_temperature: float = 5.0,
-                 temperature_decay: float = 0.1, lr_anneal_threshold: float = 0.02, min_arc_lr_scale: float = 0.0,
+                 arc_learning_rate: float = PAPER_ARC_LEARNING_RATE, lambda_lr: float = PAPER_LAMBDA_LR,
+                 initial_temperature: float = 5.0,
+                 temperature_decay: float = 0.1, lr_anneal_threshold: float = LR_ANNEAL_THRESHOLD,
+                 min_arc_lr_scale: float = 0.0,
                  truncate_lambda: bool = True, gradient_clip_val: float | None = 5.0, log_every_n_steps: int = 10,
                  resume_from: str | None = None, optimization: str = 'bilevel', sampling: str = 'gumbel',
-                 identity_eta: float = 0.0, landing_tolerance: float | None = 0.01, schedule: str = 'budget',
+                 identity_eta: float = 0.0, landing_tolerance: float | None = DEFAULT_LANDING_TOLERANCE,
+                 schedule: str = 'budget',
                  planned_arch_steps: int | None = None, reference_arch_steps: int = PAPER_ARCH_STEPS,
                  final_temperature: float = 5.0 * math.exp(-8.0), anneal_start: float = 0.75,
                  min_alpha_travel: float = 20.0,

@@ -49,10 +49,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ['BudgetSchedule', 'PAPER_ARCH_STEPS']
+from .defaults import PAPER_ARC_LEARNING_RATE, PAPER_ARCH_STEPS, PAPER_LAMBDA_LR
 
-#: Alpha steps of the paper's search: 80 search epochs of ImageNet (1.28 M images) at batch 256.
-PAPER_ARCH_STEPS = 400_000
+__all__ = ['BudgetSchedule', 'PAPER_ARCH_STEPS']
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,8 @@ class BudgetSchedule:
 
     planned_steps: int
     reference_steps: int = PAPER_ARCH_STEPS
-    base_arc_learning_rate: float = 1e-3
-    base_lambda_lr: float = 5e-4
+    base_arc_learning_rate: float = PAPER_ARC_LEARNING_RATE
+    base_lambda_lr: float = PAPER_LAMBDA_LR
     initial_temperature: float = 5.0
     final_temperature: float = 5.0 * math.exp(-8.0)
     anneal_start: float = 0.75

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..strategies.defaults import DEFAULT_LANDING_TOLERANCE, PAPER_ARC_LEARNING_RATE, PAPER_LAMBDA_LR
 from .space_option import add_data_arguments, add_space_arguments
 
 
@@ -24,18 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--train-limit', type=int, default=10_000,
                         help='training examples used (default 10000; 0 = all 60000)')
-    parser.add_argument('--lambda-lr', type=float, default=5e-4,
-                        help="step of the lambda ascent at the paper's budget (default 5e-4), scaled to this search's "
-                             'planned alpha steps unless --schedule fixed')
-    parser.add_argument('--arc-lr', type=float, default=1e-3,
-                        help="Adam learning rate of alpha at the paper's budget (default 1e-3), scaled likewise")
+    parser.add_argument('--lambda-lr', type=float, default=PAPER_LAMBDA_LR,
+                        help=f"step of the lambda ascent at the paper's budget (default {PAPER_LAMBDA_LR:g}), scaled "
+                             "to this search's planned alpha steps unless --schedule fixed")
+    parser.add_argument('--arc-lr', type=float, default=PAPER_ARC_LEARNING_RATE,
+                        help="Adam learning rate of alpha at the paper's budget "
+                             f'(default {PAPER_ARC_LEARNING_RATE:g}), scaled likewise')
     parser.add_argument('--schedule', choices=('budget', 'fixed'), default='budget',
                         help='budget: schedules sized by the planned alpha steps (default); fixed: constants as given')
     parser.add_argument('--arch-gradient', choices=('reinforce', 'gumbel'), default='reinforce',
                         help='how the cross-entropy reaches alpha (default reinforce; gumbel: straight-through)')
-    parser.add_argument('--landing-tolerance', type=float, default=0.01,
+    parser.add_argument('--landing-tolerance', type=float, default=DEFAULT_LANDING_TOLERANCE,
                         help='export the most probable arch within this relative error of the target when the '
-                             'argmax misses it (default 0.01; 0: always the argmax)')
+                             f'argmax misses it (default {DEFAULT_LANDING_TOLERANCE:g}; 0: always the argmax)')
     parser.add_argument('--rank-candidates', type=int, default=0,
                         help='export the best, by supernet accuracy, of up to N at-target architectures drawn from '
                              'the final alpha (default 0: the landed argmax)')
