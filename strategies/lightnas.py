@@ -49,6 +49,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from nni.mutable import Categorical
+# nni.nas.strategy first: imported from inside nni.nas.oneshot, it would find that package half-initialised
+# and put placeholders (ImportFailedStrategy) in place of NNI's own one-shot strategies for the whole process.
+import nni.nas.strategy  # noqa: F401,I001
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS, no_default_hook

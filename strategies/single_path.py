@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 from nni.mutable import Categorical
 from nni.nas.nn.pytorch import LayerChoice, Repeat
+# nni.nas.strategy first: imported from inside nni.nas.oneshot, it would find that package half-initialised
+# and put placeholders (ImportFailedStrategy) in place of NNI's own one-shot strategies for the whole process.
+import nni.nas.strategy  # noqa: F401,I001
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
 from nni.nas.oneshot.pytorch.supermodule.differentiable import DifferentiableMixedLayer
 
