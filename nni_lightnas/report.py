@@ -234,12 +234,17 @@ def _alpha_heatmap(alpha: dict[str, dict[str, float]], target: float, directory:
     return _png(figure, directory / f'alpha_T{target:g}.png')
 
 
+def _scored_candidates(trials: Sequence[dict]) -> list[tuple[float, float]]:
+    """(stage-2 latency, BTE score) of every trial that reported both."""
+    return [(t['latency_ms'], t['default']) for t in trials
+            if t.get('latency_ms') is not None and t.get('default') is not None]
+
+
 def _evolution_scatter(trials_by_target: dict[float, list[dict]], rows, directory: Path) -> str:
     figure, axis = plt.subplots(figsize=(5.5, 4))
     for row in rows:
         trials = trials_by_target.get(row['target_ms'], [])
-        points = [(t.get('latency_ms'), t.get('default')) for t in trials
-                  if t.get('latency_ms') is not None and t.get('default') is not None]
+        points = _scored_candidates(trials)
         if points:
             scatter = axis.scatter([p[0] for p in points], [p[1] for p in points], alpha=0.7,
                                    label=f'candidates, T={row["target_ms"]:g}')
@@ -261,8 +266,7 @@ def _accuracy_vs_latency(trials_by_target: dict[float, list[dict]], rows, direct
     scores = axis.twinx()
     for index, row in enumerate(rows):
         color = f'C{index % 10}'
-        points = [(t.get('latency_ms'), t.get('default')) for t in trials_by_target.get(row['target_ms'], [])
-                  if t.get('latency_ms') is not None and t.get('default') is not None]
+        points = _scored_candidates(trials_by_target.get(row['target_ms'], []))
         if points:
             scores.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.35, color=color,
                            label=f'stage-2 candidates, T={row["target_ms"]:g}')

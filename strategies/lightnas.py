@@ -247,6 +247,11 @@ class LightNASLightningModule(DartsLightningModule):
         """The entropy of uniform alpha: sum over layers of ln(candidates)."""
         return float(sum(math.log(len(layer.names)) for layer in self._layers_by_label().values()))
 
+    def alpha_entropy_fraction(self, entropy: float | None = None) -> float:
+        """The entropy of softmax(alpha) over its maximum (1: uniform); pass ``entropy`` when already computed."""
+        entropy = self.alpha_entropy() if entropy is None else entropy
+        return entropy / max(self.max_alpha_entropy(), 1e-12)
+
     @torch.no_grad()
     def subnet_accuracy(self, arch: Mapping[str, str], batches) -> float:
         """Accuracy of ``arch`` with the supernet's weights on ``batches`` of ``(inputs, labels)``.
@@ -513,7 +518,7 @@ class LightNASLightningModule(DartsLightningModule):
                        **{f'lightnas/{key}': value for key, value in energy_values.items()}})
         self.step_rows.append({'arch_step': int(self.arch_steps_done), 'epoch': int(self.trainer.current_epoch),
                                'lambda': new_lambda, 'expected_ms': self._last_expected_ms, 'argmax_ms': argmax_ms,
-                               'alpha_entropy_fraction': entropy / max(self.max_alpha_entropy(), 1e-12),
+                               'alpha_entropy_fraction': self.alpha_entropy_fraction(entropy),
                                'arc_lr': self._last_arc_lr, **energy_values})
         self._record(ce_loss=ce_loss, expected_ms=self._last_expected_ms, argmax_ms=argmax_ms,
                      **{'lambda': new_lambda}, **energy_values)
@@ -591,6 +596,7 @@ class LightNASLightningModule(DartsLightningModule):
 
     def on_train_epoch_end(self):
         arch = self.argmax_arch()
+        entropy = self.alpha_entropy()
         stats = {key: sum(values) / len(values) for key, values in self._epoch_stats.items() if values}
         row = {'epoch': self.trainer.current_epoch, 'phase': 'warmup' if self.trainer.current_epoch <
                self.strategy_config.warmup_epochs else 'search',
@@ -598,8 +604,8 @@ class LightNASLightningModule(DartsLightningModule):
                'argmax_ms': self.arch_latency_ms(arch),
                'expected_ms': math.nan if self.latency_model is None else float(self.latency_model.expected_latency(
                    {k: v.detach() for k, v in self.layer_probs().items()})),
-               'alpha_entropy': self.alpha_entropy(),
-               'alpha_entropy_fraction': self.alpha_entropy() / max(self.max_alpha_entropy(), 1e-12),
+               'alpha_entropy': entropy,
+               'alpha_entropy_fraction': self.alpha_entropy_fraction(entropy),
                # layers whose argmax op changed during this epoch
                'argmax_changes': sum(arch[label] != (self._epoch_start_arch or arch)[label] for label in arch),
                'argmax_supernet_acc': self.argmax_supernet_accuracy(),

@@ -43,11 +43,8 @@ def test_export_bad_arch_is_a_clear_error(tmp_path, capsys):
     assert "unknown op name 'MBK9X'" in capsys.readouterr().err
 
 
-def test_cli_hides_known_third_party_warnings_unless_verbose(capsys):
+def test_cli_hides_known_third_party_warnings_unless_verbose():
     """NNI's nni.trace advice and Lightning's tips do not apply to one-shot runs; anything else still shows."""
-    import logging
-    import warnings
-
     code = ('import warnings, logging, sys\n'
             'from nni_lightnas.cli import main\n'
             'main(sys.argv[1:])\n'
