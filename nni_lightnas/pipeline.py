@@ -44,8 +44,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -65,7 +63,7 @@ STAGES = ('profile', 'search', 'evolve', 'train', 'export', 'report')
 
 
 class StageError(RuntimeError):
-    """A stage run as a subprocess reported a user or environment error (one line, with its exit code)."""
+    """A stage failed on a user or environment error: one line, and the exit code the CLI returns."""
 
     def __init__(self, message: str, *, exit_code: int = 1):
         super().__init__(message)
@@ -287,7 +285,7 @@ def stage2_latency(config: PipelineConfig, arch: str, batch: int, directory: Pat
     A remote device never gets a model measured on this host: ``measured`` (which times on
     this host) is refused for a device other than ``local``.
 
-    Returns the ``--latency`` spec and ``--latency-args`` of ``nni-lightnas evolve``.
+    Returns the ``latency`` spec and ``latency_args`` of :class:`~nni_lightnas.evolve.EvolveConfig`.
 
     Examples
     --------
@@ -452,7 +450,7 @@ def _search(config: PipelineConfig, target_ms: float, lut, directory: Path,
 
 
 def evolve_settings(config: PipelineConfig) -> dict[str, Any]:
-    """The evolve stage's settings as passed to ``nni-lightnas evolve`` (its latency options apart).
+    """The evolve stage's :class:`~nni_lightnas.evolve.EvolveConfig` settings (its latency options apart).
 
     The budget band is no wider than the closed loop's ``measure.landing_tolerance``: a band
     reaching 3 % under the target lets stage 2 ship a net that the loop then counts as a miss
@@ -473,40 +471,26 @@ def evolve_settings(config: PipelineConfig) -> dict[str, Any]:
 
 
 def _evolve(config: PipelineConfig, target_ms: float, arch: str, batch: int, directory: Path) -> dict[str, Any]:
-    settings = evolve_settings(config)
+    """Stage 2 (:func:`~nni_lightnas.evolve.run_evolution`) on the pipeline's device, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from .evolve import EvolveConfig, InfeasibleBudgetError, run_evolution
     # Stage 2 measures on the pipeline's device at the LUT's batch, so the budget means the same thing.
     latency, latency_args = stage2_latency(config, arch, batch, directory)
-    command = [sys.executable, '-m', 'nni_lightnas', 'evolve', '--in-process', '--lightnet', arch,
-               '--preset', config.preset, '--budget-ms', str(target_ms), '--output', str(directory),
-               '--seed', str(config.seed), '--latency', latency, '--latency-args', json.dumps(latency_args)]
-    for key, value in settings.items():
-        if value is not None:  # null: the evolve command's default
-            command += [f'--{key.replace("_", "-")}', str(value)]
-    if config.data_dir:
-        command += ['--data-dir', config.data_dir]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        reported = [line for line in completed.stderr.splitlines() if line.startswith('nni-lightnas evolve: error:')]
-        if reported and completed.returncode in (1, 2):  # the evolve command's own one-line error
-            raise StageError(f'evolve stage: {reported[-1].split("error:", 1)[1].strip()}',
-                             exit_code=completed.returncode)
-        raise RuntimeError(f'evolve stage failed ({completed.returncode}): {completed.stderr[-2000:]}')
-    trials, best = [], None
-    for line in completed.stdout.splitlines():
-        if not line.startswith('{'):
-            continue
-        record = json.loads(line)
-        if 'best' in record:
-            best = record['best']
-        elif 'trial' in record:
-            trials.append(record)
-    atomic_write_text(directory / 'trials.jsonl', ''.join(json.dumps(t) + '\n' for t in trials))
-    if not best:
-        raise RuntimeError(f'evolve stage reported no best candidate; output: {completed.stdout[-2000:]}')
-    widths = best.get('params') or best.get('parameters') or {}
-    atomic_write_json(directory / 'best.json', best, default=float)
-    return {'widths': widths, 'latency_ms': best.get('latency_ms'), 'score': best.get('score', best.get('default')),
-            'in_band': best.get('in_band'), 'latency_model': latency, 'num_trials': len(trials)}
+    settings = {key: value for key, value in evolve_settings(config).items() if value is not None}
+    evolve_config = EvolveConfig(lightnet=arch, budget_ms=target_ms, preset=config.preset, seed=config.seed,
+                                 latency=latency, latency_args=latency_args, data_dir=config.data_dir, **settings)
+    with tqdm(total=evolve_config.max_trials, desc=f'evolve {target_ms:.4g} ms', unit='trial', leave=False) as bar:
+        def advance(trial: dict[str, Any]) -> None:
+            bar.update(1)
+            bar.set_postfix(latency_ms=trial.get('latency_ms'), score=round(float(trial['default']), 4))
+        try:
+            result = run_evolution(evolve_config, directory, on_trial=advance)
+        except InfeasibleBudgetError as error:
+            raise StageError(f'evolve stage: {error.message("target")}', exit_code=2) from None
+    best = result.best
+    return {'widths': result.widths, 'latency_ms': best.get('latency_ms'), 'score': best.get('score'),
+            'in_band': best.get('in_band'), 'latency_model': latency, 'num_trials': len(result.trials)}
 
 
 def _reland(config: PipelineConfig, target_ms: float, lut, search_dir: Path, rounds: list[LandingRound],

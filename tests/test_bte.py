@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -156,13 +155,14 @@ def test_make_channel_latency_model_specs(tmp_path):
 
 
 def test_trial_reports_score_latency_params_and_flops():
-    from nni_lightnas.trials.bte import build_parser, run_trial
+    from nni_lightnas.trials.bte import BteTrialConfig, build_parser, run_trial
     args = build_parser().parse_args(['--lightnet', ARCH, '--preset', PRESET, '--data', 'synthetic',
                                       '--data-limit', '128', '--batches', '3', '--last', '2', '--batch-size', '32',
                                       '--latency', 'flops', '--latency-args', '{"ms_per_mmac": 0.5}'])
-    assert isinstance(args, argparse.Namespace)
+    config = BteTrialConfig.from_args(args)
+    assert config.latency_args == {'ms_per_mmac': 0.5} and config.batches == 3
     params = {'stage0_out_chs': 8, 'layer02_mid_chs': 72}
-    metrics = run_trial(args, params)
+    metrics = run_trial(config, params)
     expected = FlopsChannelLatency(ARCH, PRESET, ms_per_mmac=0.5)(params)
     assert metrics['latency_ms'] == round(expected, 3)  # ms to the microsecond
     assert metrics['default'] == pytest.approx(-metrics['bte_loss'])
