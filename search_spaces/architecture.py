@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence, Union
 
-from .blocks import parse_op_name
+from .ops import parse_op_name
 from .presets import SpaceConfig, layer_label
 
 __all__ = ['ArchLike', 'decode_arch', 'encode_arch', 'arch_to_sample', 'sample_to_arch']

@@ -8,7 +8,8 @@ Two kinds of operation fill a searchable layer:
   stride is 1 and ``in_chs == out_chs``.
 * ``skip``: identity when shapes match, else a 1x1 conv with the layer's stride plus BN.
 
-Op names are data (see :func:`parse_op_name`); :func:`build_op` turns a name into a module.
+Op names are data: :func:`inverted_residual_spec` decodes these two kinds and :func:`build_block`
+builds them; :mod:`.ops` dispatches every family's names (``parse_op_name``, ``build_op``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    'OP_NAMES', 'SKIP', 'OpSpec', 'parse_op_name', 'make_divisible',
-    'InvertedResidual', 'SkipOp', 'build_op',
+    'OP_NAMES', 'SKIP', 'OpSpec', 'inverted_residual_spec', 'make_divisible',
+    'InvertedResidual', 'SkipOp', 'build_block',
 ]
 
 SKIP = 'skip'
@@ -58,21 +59,19 @@ class OpSpec:
         return self.name == SKIP
 
 
-def parse_op_name(name: str) -> OpSpec:
-    """Decode an op name such as ``MBK3E6`` or ``skip``.
+def inverted_residual_spec(name: str) -> OpSpec | None:
+    """The :class:`OpSpec` of ``skip`` (or ``SkipConnect``, the authors' spelling) or ``MBK{k}E{e}``; else ``None``.
 
-    Any odd kernel and positive expansion parse (the fixed first block is ``MBK3E1``);
-    ``SkipConnect`` (the authors' spelling) is accepted for ``skip``.
+    Any odd kernel and positive expansion parse (the fixed first block is ``MBK3E1``). Op names
+    of every family are decoded by :func:`~nni_lightnas.search_spaces.ops.parse_op_name`.
 
     Examples
     --------
-    >>> parse_op_name('MBK5E3')
+    >>> inverted_residual_spec('MBK5E3')
     OpSpec(name='MBK5E3', dw_kernel_size=5, exp_ratio=3)
-    >>> parse_op_name('SkipConnect').is_skip
-    True
+    >>> inverted_residual_spec('SkipConnect').is_skip, inverted_residual_spec('RBK3')
+    (True, None)
     """
-    if not isinstance(name, str):
-        raise TypeError(f'op name must be a string, got {name!r} of type {type(name).__name__}')
     if name in (SKIP, 'SkipConnect', 'Skip', 'SKIP'):
         return OpSpec(SKIP)
     match = _MB_PATTERN.match(name)
@@ -80,12 +79,7 @@ def parse_op_name(name: str) -> OpSpec:
         kernel, expansion = int(match.group(1)), int(match.group(2))
         if kernel % 2 == 1 and expansion >= 1:
             return OpSpec(name, kernel, expansion)
-    from .families import is_family_op, parse_family_op  # other block families (BBSSP); imports this module
-    if is_family_op(name):
-        return OpSpec(name, parse_family_op(name).kernel_size)
-    raise ValueError(f'unknown op name {name!r}; accepted: {", ".join(OP_NAMES)} '
-                     f'(MBK{{k}}E{{e}} with odd k, and SkipConnect for skip; RBK{{k}} and PLK{{k}} of '
-                     f'the BBSSP block families)')
+    return None
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -178,19 +172,18 @@ class SkipOp(nn.Module):
         return self.proj(x)
 
 
-def build_op(name: str, in_chs: int, out_chs: int, stride: int, mid_chs: int | None = None) -> nn.Module:
-    """Build the module for op ``name`` at a layer with the given shape.
+def build_block(spec: OpSpec, in_chs: int, out_chs: int, stride: int, mid_chs: int | None = None) -> nn.Module:
+    """The module of an inverted residual or skip ``spec`` at a layer with the given shape.
 
     Examples
     --------
-    >>> type(build_op('MBK7E3', 24, 24, 1)).__name__
+    >>> type(build_block(inverted_residual_spec('MBK7E3'), 24, 24, 1)).__name__
     'InvertedResidual'
     """
-    spec = parse_op_name(name)
     if spec.is_skip:
         return SkipOp(in_chs, out_chs, stride=stride)
-    if spec.exp_ratio is None:  # RBK{k} / PLK{k}: see families.py
-        from .families import build_family_op
-        return build_family_op(spec.name, in_chs, out_chs, stride, mid_chs=mid_chs)
-    return InvertedResidual(in_chs, out_chs, dw_kernel_size=spec.dw_kernel_size,  # type: ignore[arg-type]
-                            exp_ratio=spec.exp_ratio, stride=stride, mid_chs=mid_chs)  # type: ignore[arg-type]
+    if spec.exp_ratio is None or spec.dw_kernel_size is None:
+        raise ValueError(f'{spec.name!r} is not an inverted residual or skip; build it with '
+                         f'nni_lightnas.search_spaces.ops.build_op')
+    return InvertedResidual(in_chs, out_chs, dw_kernel_size=spec.dw_kernel_size, exp_ratio=spec.exp_ratio,
+                            stride=stride, mid_chs=mid_chs)

@@ -20,7 +20,8 @@ from nni.nas.nn.pytorch import ModelSpace
 from nni.nas.space import current_model, model_context
 
 from .architecture import ArchLike, decode_arch
-from .blocks import make_divisible, parse_op_name
+from .blocks import make_divisible
+from .ops import parse_op_name
 from .lightnas_space import LightNet, resolve_config
 from .presets import SpaceConfig, layer_specs
 

@@ -13,16 +13,16 @@ the per-layer candidates with the lowest cost. Three families are defined:
 * ``plain``: ``PLK{k}``, one ``k x k`` conv + BN + ReLU (VGG-like, no shortcut); plus
   ``skip``. Typical ``PLK3``.
 
-Op names are data: :func:`parse_family_op` decodes any of them, :func:`build_family_op`
-builds the module. The LightNAS :func:`~.blocks.build_op` and
-:func:`~.blocks.parse_op_name` accept ``RBK{k}`` and ``PLK{k}`` too (they defer to this
-module), so a :class:`~.lightnas_space.LightNASSpace` with ``op_names={label: [...]}``,
+Op names are data: :func:`parse_family_op` decodes ``RBK{k}`` and ``PLK{k}``,
+:func:`build_family_block` builds them. :func:`~.ops.build_op` and
+:func:`~.ops.parse_op_name` accept every family's names (they dispatch to this module and to
+:mod:`.blocks`), so a :class:`~.lightnas_space.LightNASSpace` with ``op_names={label: [...]}``,
 a :class:`~.lightnas_space.LightNet` and a latency LUT all work with family ops.
 
 Examples
 --------
 >>> import torch
->>> block = build_family_op('RBK3', 16, 24, 2)
+>>> block = build_family_block('RBK3', 16, 24, 2)
 >>> block(torch.zeros(2, 16, 14, 14)).shape
 torch.Size([2, 24, 7, 7])
 >>> FAMILIES['residual'].op_names
@@ -38,11 +38,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import OP_NAMES, SKIP, build_op
+from .blocks import OP_NAMES, SKIP
 
 __all__ = [
     'BlockFamily', 'FAMILIES', 'FamilyOpSpec', 'BasicResidual', 'PlainConv', 'parse_family_op',
-    'build_family_op', 'family_of', 'is_family_op', 'get_family',
+    'build_family_block', 'is_family_op', 'get_family',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -153,23 +153,6 @@ def parse_family_op(name: str) -> FamilyOpSpec:
     return FamilyOpSpec(name, _KIND_OF_PREFIX[match.group(1)], int(match.group(2)))
 
 
-def family_of(name: str) -> str:
-    """Name of the family an op belongs to (``skip`` belongs to every family: ``'shared'``).
-
-    Examples
-    --------
-    >>> family_of('MBK5E3'), family_of('RBK3'), family_of('skip')
-    ('inverted_residual', 'residual', 'shared')
-    """
-    if name == SKIP:
-        return 'shared'
-    if is_family_op(name):
-        return parse_family_op(name).kind
-    from .blocks import parse_op_name
-    parse_op_name(name)  # raises for unknown names
-    return 'inverted_residual'
-
-
 def _conv_bn_relu(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, act: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False),
@@ -234,19 +217,16 @@ class PlainConv(nn.Module):
         return self.conv(x)
 
 
-def build_family_op(name: str, in_chs: int, out_chs: int, stride: int, mid_chs: int | None = None) -> nn.Module:
-    """Build any op of any family (``MBK{k}E{e}``, ``skip``, ``RBK{k}``, ``PLK{k}``) for a layer shape.
+def build_family_block(name: str, in_chs: int, out_chs: int, stride: int, mid_chs: int | None = None) -> nn.Module:
+    """Build an ``RBK{k}`` or ``PLK{k}`` op for a layer shape (every family's names: :func:`~.ops.build_op`).
 
-    ``mid_chs`` sets the expanded width of an inverted residual and the inner width of a
-    basic residual block; a plain conv and skip ignore it.
+    ``mid_chs`` sets the inner width of a basic residual block; a plain conv ignores it.
 
     Examples
     --------
-    >>> type(build_family_op('PLK3', 8, 8, 1)).__name__, type(build_family_op('MBK3E3', 8, 8, 1)).__name__
-    ('PlainConv', 'InvertedResidual')
+    >>> type(build_family_block('PLK3', 8, 8, 1)).__name__, type(build_family_block('RBK5', 8, 16, 2)).__name__
+    ('PlainConv', 'BasicResidual')
     """
-    if not is_family_op(name):
-        return build_op(name, in_chs, out_chs, stride, mid_chs=mid_chs)
     spec = parse_family_op(name)
     if spec.kind == 'residual':
         return BasicResidual(in_chs, out_chs, kernel_size=spec.kernel_size, stride=stride, mid_chs=mid_chs)

@@ -18,7 +18,8 @@ from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from torch import nn
 
 from .architecture import ArchLike, arch_to_sample, decode_arch
-from .blocks import OP_NAMES, build_op, conv_bn
+from .blocks import OP_NAMES, conv_bn
+from .ops import build_op
 from .presets import SpaceConfig, get_preset, layer_specs
 
 __all__ = ['LightNASSpace', 'LightNet', 'build_lightnet', 'resolve_config']

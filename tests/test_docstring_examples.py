@@ -83,5 +83,5 @@ def test_examples_are_collected() -> None:
     """The collection finds the library's examples (a broken walk would pass vacuously)."""
     names = {test.name for test in DOCTESTS}
     assert 'nni_lightnas.strategies.latency_multiplier.LatencyMultiplier' in names
-    assert 'nni_lightnas.search_spaces.blocks.parse_op_name' in names
+    assert 'nni_lightnas.search_spaces.ops.parse_op_name' in names
     assert len(DOCTESTS) > 100, len(DOCTESTS)

@@ -13,8 +13,8 @@ from torch.utils.data import TensorDataset
 from latency_fakes import CountingDevice, ParamsDevice
 from nni_lightnas.cli import main
 from nni_lightnas.data import load_fashion_mnist
-from nni_lightnas.search_spaces import LightNASSpace, LightNet, build_op, parse_op_name
-from nni_lightnas.search_spaces.families import (FAMILIES, BasicResidual, PlainConv, build_family_op, family_of,
+from nni_lightnas.search_spaces import LightNASSpace, LightNet, build_op, family_of, parse_op_name
+from nni_lightnas.search_spaces.families import (FAMILIES, BasicResidual, PlainConv, build_family_block,
                                                  parse_family_op)
 from nni_lightnas.strategies import ProfilingConfig, profile_search_space
 from nni_lightnas.strategies.space_profiling import bbssp_cost, select_candidates, ssbn_archs
@@ -51,7 +51,10 @@ def test_family_op_names_parse_and_errors():
         parse_op_name('RBK4')
     with pytest.raises(ValueError, match="unknown family op name 'MBK3E6'"):
         parse_family_op('MBK3E6')
-    assert type(build_family_op('MBK3E3', 8, 8, 1)).__name__ == 'InvertedResidual'
+    assert type(build_op('MBK3E3', 8, 8, 1)).__name__ == 'InvertedResidual'
+    assert type(build_family_block('RBK3', 8, 8, 1)).__name__ == 'BasicResidual'
+    with pytest.raises(ValueError, match="unknown family op name 'MBK3E3'"):
+        build_family_block('MBK3E3', 8, 8, 1)
     for family in FAMILIES.values():
         assert family.typical_op in family.op_names and 'skip' in family.op_names
 
