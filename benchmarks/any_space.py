@@ -67,7 +67,7 @@ def spaces(quick: bool) -> dict[str, dict[str, Any]]:
 def run_space(name: str, factory: Callable, input_shape: tuple[int, ...], dataset, *, output: Path, device,
               calibrate: int, epochs: int, warmup_epochs: int, rounds: int) -> list[dict[str, Any]]:
     from nni_lightnas.latency.calibration import fit_linear_calibration
-    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.latency.lut_build import build_lut
     from nni_lightnas.latency.space_lut import measure_space_archs
     from nni_lightnas.search import SearchConfig, run_search
     lut = build_lut(factory(), device, example_input=torch.zeros(input_shape), path=output / name / 'lut.csv')

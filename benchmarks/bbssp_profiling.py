@@ -83,7 +83,8 @@ def main(argv=None) -> int:
 
     from nni_lightnas.data import load_fashion_mnist
     from nni_lightnas.latency import LocalDevice
-    from nni_lightnas.latency.lut import build_lut, measure_archs
+    from nni_lightnas.latency.lut_build import build_lut
+    from nni_lightnas.latency.whole_network import measure_archs
     from nni_lightnas.search_spaces import LightNASSpace
     from nni_lightnas.strategies import ProfilingConfig, profile_search_space
     from nni_lightnas.strategies._training import evaluate_accuracy, train_steps

@@ -74,7 +74,9 @@ def main(argv=None) -> int:
     from nni_lightnas.latency import LocalDevice
     from nni_lightnas.latency.bbssp import bbssp_correct
     from nni_lightnas.latency.calibration import fit_linear_calibration, prediction_metrics
-    from nni_lightnas.latency.lut import build_lut, measure_archs, resolve_space
+    from nni_lightnas.latency.lut_build import build_lut
+    from nni_lightnas.latency.whole_network import measure_archs
+    from nni_lightnas.search_spaces.resolve import resolve_space
     from nni_lightnas.search_spaces import encode_arch
 
     n_archs = args.archs or (30 if args.quick else 100)

@@ -73,7 +73,7 @@ def worker(args: argparse.Namespace) -> dict:
     train_loader, arch_loader = _data_loaders(config)
     space = LightNASSpace(args.preset)
     if args.worker.startswith('LightNAS'):
-        from nni_lightnas.latency.lut import latency_model_from_path
+        from nni_lightnas.latency.loading import latency_model_from_path
         from nni_lightnas.strategies import LightNAS
         lut = latency_model_from_path(args.lut, space=args.preset)
         fastest, slowest = lut.latency_range()

@@ -562,7 +562,7 @@ def main(argv=None) -> int:
         for net in nets:
             test_accuracies(net['arch'])
 
-    # the middle target first (the one the noise floor was measured at), then outwards
+    # the middle target first, then outwards
     order = sorted(range(len(targets)), key=lambda index: abs(quantiles[index] - 0.5))
     results = []
     for target_ms in [targets[index] for index in order]:

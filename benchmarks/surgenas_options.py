@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     logging.getLogger('nni').setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
 
-    from nni_lightnas.latency.lut import latency_model_from_path
+    from nni_lightnas.latency.loading import latency_model_from_path
     from nni_lightnas.search import SearchConfig, run_search
     lut = latency_model_from_path(args.lut, space=args.preset)
     fastest_ms, slowest_ms = lut.latency_range()

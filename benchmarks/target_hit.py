@@ -51,7 +51,8 @@ CALIBRATION_SEED = 1
 
 def build_or_load_lut(path: Path, preset: str, batch: int | None):
     from nni_lightnas.latency import LocalDevice
-    from nni_lightnas.latency.lut import LatencyLUT, build_lut
+    from nni_lightnas.latency.lut import LatencyLUT
+    from nni_lightnas.latency.lut_build import build_lut
     if path.is_file():
         try:
             return LatencyLUT.load(path, space=preset)
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
 
     from nni_lightnas.latency import LocalDevice
     from nni_lightnas.latency.calibration import spread_archs
-    from nni_lightnas.latency.lut import measure_archs
+    from nni_lightnas.latency.whole_network import measure_archs
     from nni_lightnas.search import SearchConfig, _data_loaders, run_search
 
     epochs = args.epochs or (6 if args.quick else 12)

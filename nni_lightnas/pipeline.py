@@ -322,7 +322,7 @@ def _profile(config: PipelineConfig, directory: Path) -> dict[str, Any]:
     import pandas as pd
 
     from .latency.calibration import calibrate_on_device, prediction_metrics
-    from .latency.lut import build_lut
+    from .latency.lut_build import build_lut
     device = _make_device(config)
     lut = build_lut(config.preset, device, path=directory / 'lut.csv', batch=config.profile.get('batch'))
     outputs: dict[str, Any] = {'lut': str(directory / 'lut.csv'), 'plain_lut': str(directory / 'lut.csv')}

@@ -216,7 +216,7 @@ def comfort_zone_scale(arch: Any, preset: Any, device, *, tolerance: float = 0.0
     -------
     ComfortZoneResult
     """
-    from nni_lightnas.latency.lut import default_batch
+    from nni_lightnas.latency.lut_build import default_batch
     from nni_lightnas.search_spaces import decode_arch, resolve_config
     if not 0 <= tolerance < 1:
         raise ValueError(f'tolerance must be in [0, 1), got {tolerance=}')

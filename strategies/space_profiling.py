@@ -10,7 +10,7 @@ data say. For each candidate block family (:data:`~nni_lightnas.search_spaces.fa
    weights for ``finetune_steps`` (same batches for all; a swapped layer starts fresh),
    and take each one's accuracy on a held-out slice;
 3. measure every base network on the device (whole networks, interleaved, ``rounds``
-   times: :func:`~nni_lightnas.latency.lut.measure_archs`);
+   times: :func:`~nni_lightnas.latency.whole_network.measure_archs`);
 4. compute the cost of each (layer, op)::
 
        cost = exp(-(acc - theta) / s) + lam * (-1 / latency_ms)
@@ -31,7 +31,7 @@ data say. For each candidate block family (:data:`~nni_lightnas.search_spaces.fa
    usual ``layer00`` ... labels) and the report (:attr:`ProfilingResult.table`).
 
 The LightNAS strategy then searches the reduced space (build its LUT with
-:func:`~nni_lightnas.latency.lut.build_lut` on ``result.space()``).
+:func:`~nni_lightnas.latency.lut_build.build_lut` on ``result.space()``).
 
 Examples
 --------
@@ -468,7 +468,8 @@ def profile_search_space(config: ProfilingConfig, device, *, train_data: Dataset
     -------
     ProfilingResult
     """
-    from nni_lightnas.latency.lut import default_batch, measure_archs
+    from nni_lightnas.latency.lut_build import default_batch
+    from nni_lightnas.latency.whole_network import measure_archs
     from nni_lightnas.search_spaces import LightNet, layer_specs, resolve_config
     from nni_lightnas.search_spaces.families import get_family
 

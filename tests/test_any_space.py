@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from latency_fakes import ParamsDevice
-from nni_lightnas.latency.lut import LatencyLUT, LUTMismatchError, build_lut
+from nni_lightnas.latency.lut import LatencyLUT, LUTMismatchError
+from nni_lightnas.latency.lut_build import build_lut
 from nni_lightnas.search import SearchConfig, make_search_evaluator, run_search
 from nni_lightnas.search_spaces.nni_space import (UnsupportedMutableError, freeze_arch, probe_choices,
                                                   space_candidates, space_fingerprint)

@@ -9,7 +9,9 @@ from latency_fakes import CountingDevice, ParamsDevice
 
 from nni_lightnas.latency.bbssp import bbssp_correct, bbssp_plan, typical_ops
 from nni_lightnas.latency.calibration import fit_linear_calibration, prediction_metrics
-from nni_lightnas.latency.lut import LatencyLUT, LUTMismatchError, build_lut, measure_archs
+from nni_lightnas.latency.lut import LatencyLUT, LUTMismatchError
+from nni_lightnas.latency.lut_build import build_lut
+from nni_lightnas.latency.whole_network import measure_archs
 from nni_lightnas.search_spaces import OP_NAMES, LightNASSpace, encode_arch
 
 BATCH = 2

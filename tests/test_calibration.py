@@ -49,7 +49,7 @@ def test_relative_fit_trades_absolute_error_for_relative_error():
 
 
 def test_calibrate_on_a_real_device_measures_the_spread_nets():
-    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.latency.lut_build import build_lut
     device = LocalDevice(num_runs=10, num_warmup_runs=2, threads=1)
     lut = build_lut('tiny', device, batch=4)
     calibrated, rows = calibrate_on_device(lut, 'tiny', device, num_archs=5, batch=4, rounds=1, seed=3)

@@ -250,7 +250,7 @@ class _KnownPowerBoard:
 def test_goal_energy_target_on_a_simulated_board(sshd, tmp_path):
     """No Jetson here: LUT and final net measured on a simulated board; LightNAS lands within 2% of T_E."""
     from nni_lightnas.export import onnx_bytes
-    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.latency.lut_build import build_lut
     from nni_lightnas.search_spaces import LightNet
     folder = tmp_path / 'root/sys/bus/i2c/devices/6-0040'  # a Nano-like JetPack 4 rail tree
     (folder / 'iio:device0').mkdir(parents=True)

@@ -159,7 +159,7 @@ def _board_python() -> str:
 
 def test_second_profile_builds_no_engine(sshd, tmp_path):
     """A LUT profiled twice on one board (board Python: 3.6 when present): the second builds nothing."""
-    from nni_lightnas.latency.lut import build_lut, lut_entries
+    from nni_lightnas.latency.lut_build import build_lut, lut_entries
     from nni_lightnas.search_spaces import StageSpec, get_preset
     space = get_preset('tiny', stages=(StageSpec(16, 1, 2),))  # one searchable layer
     rows = len([entry for entry in lut_entries(space, 1) if entry.kind != 'overhead'])
@@ -249,7 +249,8 @@ def test_energy_with_onnxruntime_and_missing_rails(sshd, tmp_path):
 
 
 def test_lut_rows_carry_energy_when_the_board_measures_it(sshd, tmp_path):
-    from nni_lightnas.latency.lut import COLUMNS, build_lut
+    from nni_lightnas.latency.lut import COLUMNS
+    from nni_lightnas.latency.lut_build import build_lut
     from nni_lightnas.search_spaces import StageSpec, get_preset
     power_file = _jp4_rails(tmp_path / 'root', 3000)
     trtexec, _ = _fake_trtexec(tmp_path, base_ms=2.0, spreads=[0.0], power_file=str(power_file), idle_mw=3000,

@@ -8,7 +8,8 @@ import pytest
 from latency_fakes import ParamsDevice
 
 from nni_lightnas.atomic import atomic_write, atomic_write_text
-from nni_lightnas.latency.lut import LatencyLUT, LUTFormatError, build_lut, lut_entries
+from nni_lightnas.latency.lut import LatencyLUT, LUTFormatError
+from nni_lightnas.latency.lut_build import build_lut, lut_entries
 
 BATCH = 2
 
@@ -45,7 +46,7 @@ def test_torn_malformed_and_junk_lines_are_named_and_measured_again(built, caplo
     edited = lines[:4] + [','.join(bad_value), 'garbage without commas'] + lines[5:-2]
     built.write_text('\n'.join(edited) + '\n' + lines[-2][:25])
     device = ParamsDevice(num_runs=3, num_warmup_runs=0)
-    with caplog.at_level(logging.WARNING, logger='nni_lightnas.latency.lut'):
+    with caplog.at_level(logging.WARNING, logger='nni_lightnas.latency.lut_build'):
         lut = build_lut('tiny', device, batch=BATCH, path=built)
     messages = [record.getMessage() for record in caplog.records]
     assert any(f'{built}, line 5: malformed: latency_ms=\'abc\' is not a number' in m for m in messages), messages
@@ -102,14 +103,14 @@ def test_a_full_disk_mid_build_leaves_a_torn_row_that_the_resume_measures_again(
     limit = sum(len(line) + 1 for line in lines[:2 + kept_rows]) + 20  # 20 bytes into the next row
     path = tmp_path / 'small_disk' / 'lut.csv'
     script = (f'import resource, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n'
-              'from latency_fakes import ParamsDevice\nfrom nni_lightnas.latency.lut import build_lut\n'
+              'from latency_fakes import ParamsDevice\nfrom nni_lightnas.latency.lut_build import build_lut\n'
               f'resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n'
               f"build_lut('tiny', ParamsDevice(num_runs=3, num_warmup_runs=0), batch={BATCH}, path={str(path)!r})\n")
     completed = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
     assert completed.returncode != 0 and 'File too large' in completed.stderr, completed.stderr[-2000:]
     assert path.stat().st_size == limit  # the last row was cut where the disk ran full
     device = ParamsDevice(num_runs=3, num_warmup_runs=0)
-    with caplog.at_level(logging.WARNING, logger='nni_lightnas.latency.lut'):
+    with caplog.at_level(logging.WARNING, logger='nni_lightnas.latency.lut_build'):
         lut = build_lut('tiny', device, batch=BATCH, path=path)
     torn = f'{path}, line {2 + kept_rows + 1}: torn: the last line has no line end'
     assert any(torn in record.getMessage() for record in caplog.records), caplog.text

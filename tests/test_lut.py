@@ -10,8 +10,10 @@ import torch
 from latency_fakes import CountingDevice, ParamsDevice
 
 from nni_lightnas.latency.calibration import fit_linear_calibration, prediction_metrics
-from nni_lightnas.latency.lut import (LatencyLUT, LUTMismatchError, build_lut, latency_model_from_path, lut_entries,
-                                      measure_archs)
+from nni_lightnas.latency.lut import LatencyLUT, LUTMismatchError
+from nni_lightnas.latency.lut_build import build_lut, lut_entries
+from nni_lightnas.latency.loading import latency_model_from_path
+from nni_lightnas.latency.whole_network import measure_archs
 from nni_lightnas.search_spaces import OP_NAMES, LightNASSpace, LightNet, encode_arch
 
 BATCH = 2

@@ -21,7 +21,8 @@ import torch
 from latency_fakes import ParamsDevice
 from nni_lightnas.cli import main
 from nni_lightnas.latency.graphs import NUMERIC_FEATURES, LightNetGraphSpace
-from nni_lightnas.latency.lut import latency_model_from_path, measure_archs
+from nni_lightnas.latency.loading import latency_model_from_path
+from nni_lightnas.latency.whole_network import measure_archs
 from nni_lightnas.latency.predictors import PredictorLatencyModel
 from nni_lightnas.latency.predictors.device_fit import DevicePredictorConfig, fit_device_predictor
 from nni_lightnas.latency.predictors.expected_accuracy import expected_accuracy, load_validation

@@ -11,7 +11,8 @@ from nni.mutable.symbol import SymbolicExpression
 from nni.nas.oneshot.pytorch.profiler import RangeProfilerFilter
 from nni.nas.profiler import ExpressionProfiler
 
-from nni_lightnas.latency.lut import LUTMismatchError, build_lut
+from nni_lightnas.latency.lut import LUTMismatchError
+from nni_lightnas.latency.lut_build import build_lut
 from nni_lightnas.latency.model import LatencyModel
 from nni_lightnas.latency.profiler import LatencyModelProfiler, LatencyProfiler, latency_profiler
 from nni_lightnas.search_spaces import LightNASSpace

@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from latency_fakes import ParamsDevice
-from nni_lightnas.latency.lut import LatencyLUT, build_lut
+from nni_lightnas.latency.lut import LatencyLUT
+from nni_lightnas.latency.lut_build import build_lut
 from nni_lightnas.search import make_search_evaluator
 from nni_lightnas.search_spaces.nni_space import (UnsupportedMutableError, depth_choices, freeze_arch,
                                                   space_candidates)

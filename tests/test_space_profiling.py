@@ -186,7 +186,7 @@ def test_profile_tiny_space_on_fashion_mnist(profiled, tmp_path):
 
 
 def test_reduced_space_gets_a_lut(profiled):
-    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.latency.lut_build import build_lut
     result, _, _ = profiled
     space = result.space()
     lut = build_lut(space, ParamsDevice(), batch=2)
@@ -216,7 +216,7 @@ def test_lightnas_searches_the_reduced_space(profiled):
     from nni.nas.experiment import NasExperiment
 
     from lightnas_helpers import synthetic_loaders
-    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.latency.lut_build import build_lut
     from nni_lightnas.search import make_search_evaluator
     from nni_lightnas.strategies import LightNAS
     result, _, _ = profiled
@@ -233,7 +233,7 @@ def test_lightnas_searches_the_reduced_space(profiled):
 
 
 def test_run_search_takes_the_reduced_space(profiled):
-    from nni_lightnas.latency.lut import build_lut
+    from nni_lightnas.latency.lut_build import build_lut
     from nni_lightnas.search import SearchConfig, run_search
     result, _, _ = profiled
     space = result.space()

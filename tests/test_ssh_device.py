@@ -297,7 +297,7 @@ def test_cli_measure_over_ssh(sshd, tmp_path):
 
 def test_lut_build_over_ssh_resumes_after_a_drop(sshd, tmp_path):
     """sshd dies after 3 rows: the build stops with a clear error; the rerun measures only the rest."""
-    from nni_lightnas.latency.lut import build_lut, lut_entries
+    from nni_lightnas.latency.lut_build import build_lut, lut_entries
     from nni_lightnas.search_spaces import StageSpec, get_preset
     space = get_preset('tiny', stages=(StageSpec(16, 1, 2),))  # one searchable layer: 10 rows
     table = tmp_path / 'one_layer_lut.csv'

@@ -22,7 +22,7 @@ from nni.nas.hub.pytorch import NasBench201
 from torch.utils.data import TensorDataset
 
 from nni_lightnas.latency import LocalDevice
-from nni_lightnas.latency.lut import build_lut
+from nni_lightnas.latency.lut_build import build_lut
 from nni_lightnas.search import SearchConfig, run_search
 
 

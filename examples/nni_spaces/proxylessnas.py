@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nasbench201 import generated_images  # noqa: E402
 
 from nni_lightnas.latency import LocalDevice  # noqa: E402
-from nni_lightnas.latency.lut import build_lut  # noqa: E402
+from nni_lightnas.latency.lut_build import build_lut  # noqa: E402
 from nni_lightnas.search import SearchConfig, run_search  # noqa: E402
 
 

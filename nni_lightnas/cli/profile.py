@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if given:
         raise ValueError(f'{", ".join(given)} only apply with --predictor KIND (a LUT measures every op)')
 
-    from nni_lightnas.latency.lut import build_lut, measure_archs, resolve_space
+    from nni_lightnas.latency.lut_build import build_lut
+    from nni_lightnas.latency.whole_network import measure_archs
+    from nni_lightnas.search_spaces.resolve import resolve_space
     from nni_lightnas.search_spaces import encode_arch
 
     from nni_lightnas.atomic import check_output_path

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nni_lightnas.atomic import check_output_path
-    from nni_lightnas.latency.lut import latency_model_from_path
+    from nni_lightnas.latency.loading import latency_model_from_path
     check_output_path(args.output, what='--output', directory=True)
     from nni_lightnas.search import SearchConfig, run_search
     # with --space, the LUT is checked against the space (fingerprint, layers) when the search starts

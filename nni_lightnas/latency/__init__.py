@@ -15,8 +15,8 @@ from .model import LatencyModel
 
 # Tables, correction and the NNI profiler pull in pandas and NNI: imported on first use.
 _LAZY = {
-    'LatencyLUT': 'lut', 'LUTMismatchError': 'lut', 'build_lut': 'lut', 'latency_model_from_path': 'lut',
-    'measure_archs': 'lut', 'bbssp_correct': 'bbssp', 'fit_linear_calibration': 'calibration',
+    'LatencyLUT': 'lut', 'LUTMismatchError': 'lut', 'build_lut': 'lut_build', 'load_latency_model': 'loading',
+    'latency_model_from_path': 'loading', 'measure_archs': 'whole_network', 'bbssp_correct': 'bbssp', 'fit_linear_calibration': 'calibration',
     'prediction_metrics': 'calibration', 'calibrate_on_device': 'calibration', 'random_archs': 'calibration',
     'LatencyProfiler': 'profiler', 'LatencyModelProfiler': 'profiler',
     'latency_profiler': 'profiler',
@@ -35,7 +35,7 @@ from .predictors import LatencyPredictor, PredictorLatencyModel, load_predictor,
 __all__ = ['Device', 'LatencyResult', 'device_lock', 'LocalDevice', 'LatencyModel',
            'SSHDevice', 'DevicePool', 'make_device', 'DeviceError', 'SSHConnectionError', 'SSHAuthError',
            'SSHHostKeyError', 'BoardSetupError', 'BoardBusyError', 'MeasurementTimeout', 'MeasurementError',
-           'LatencyLUT', 'LUTMismatchError', 'build_lut', 'latency_model_from_path', 'measure_archs', 'bbssp_correct',
+           'LatencyLUT', 'LUTMismatchError', 'build_lut', 'load_latency_model', 'latency_model_from_path', 'measure_archs', 'bbssp_correct',
            'fit_linear_calibration', 'prediction_metrics', 'calibrate_on_device', 'random_archs', 'LatencyProfiler', 'LatencyModelProfiler',
            'latency_profiler', 'ArchGraph', 'GraphSpace', 'LightNetGraphSpace', 'FBNetGraphSpace',
            'NasBench201GraphSpace', 'LatencyDataset', 'read_latency_csv', 'read_measured_table', 'LatencyPredictor',

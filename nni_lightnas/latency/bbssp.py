@@ -25,7 +25,7 @@ once and a rerun continues where it stopped.
 Examples
 --------
 >>> from nni_lightnas.latency import LocalDevice
->>> from nni_lightnas.latency.lut import build_lut
+>>> from nni_lightnas.latency.lut_build import build_lut
 >>> device = LocalDevice(num_runs=5, num_warmup_runs=1)
 >>> corrected = bbssp_correct(build_lut('tiny', device, batch=2), device)  # doctest: +SKIP
 >>> corrected.metadata['correction']  # doctest: +SKIP
@@ -45,7 +45,8 @@ import pandas as pd
 
 from .device import Device, LatencyResult
 from .journal import CSVJournal, read_journal
-from .lut import COLUMNS, LatencyLUT, LUTMismatchError, resolve_space
+from .lut import COLUMNS, LatencyLUT, LUTMismatchError
+from nni_lightnas.search_spaces.resolve import resolve_space
 
 __all__ = ['bbssp_plan', 'bbssp_correct', 'typical_ops']
 

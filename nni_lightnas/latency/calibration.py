@@ -31,7 +31,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .device import Device
-from .lut import LatencyLUT, measure_archs, resolve_space
+from .lut import LatencyLUT
+from .whole_network import measure_archs
+from nni_lightnas.search_spaces.resolve import resolve_space
 
 __all__ = ['calibrate_on_device', 'correct_on_landings', 'fit_linear_calibration', 'prediction_metrics',
            'random_archs', 'spread_archs']
@@ -231,7 +233,7 @@ def calibrate_on_device(lut: LatencyLUT, space: Any, device: Device, *, num_arch
     with ``spread=False``; the fit weighs relative errors (:func:`fit_linear_calibration`).
 
     Returns the calibrated LUT and the measurements (one dict per network, as
-    :func:`~nni_lightnas.latency.lut.measure_archs` gives them, plus ``lut_ms``, the
+    :func:`~nni_lightnas.latency.whole_network.measure_archs` gives them, plus ``lut_ms``, the
     uncalibrated prediction), which also serve as a parity plot of the latency model.
 
     Examples

@@ -5,7 +5,7 @@ Public data (``shared/data/latency``): the first column ``arch`` holds architect
 numbers, such as ``nb201_index``). :func:`read_latency_csv` reads one column of such a file.
 
 Our measurements: a CSV (``#`` comment lines allowed, as the LUT files write them) or JSON
-(a list of records, such as :func:`~nni_lightnas.latency.lut.measure_archs` returns) with an
+(a list of records, such as :func:`~nni_lightnas.latency.whole_network.measure_archs` returns) with an
 ``arch`` column of LightNet strings and a latency column (``latency_ms``, ``median_ms`` or
 ``measured_ms``, or any column named). :func:`read_measured_table` reads them.
 

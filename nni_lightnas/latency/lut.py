@@ -1,4 +1,4 @@
-"""Per-op latency lookup tables (LUTs) of a LightNAS space.
+"""Per-op latency lookup tables (LUTs): the table, its file format and its compatibility checks.
 
 A LUT holds the measured latency of every candidate op at every searchable layer, each
 timed as a tiny ONNX model with its real input shape (batch included), plus the fixed
@@ -10,7 +10,7 @@ per-op sum would count once per op. The builder measures an ``Identity`` model a
 output shape and subtracts it from the rows with that shape, then adds the cost of one
 call (an ``Identity`` at the network's output shape) once, as the fixed row ``call``.
 
-The table is written row by row (:func:`build_lut`): a crash or Ctrl-C loses no finished
+The table is measured row by row (:func:`~nni_lightnas.latency.lut_build.build_lut`): a crash or Ctrl-C loses no finished
 measurement, and a rerun with the same settings measures only the missing rows. A LUT
 built for another space, input size or batch is refused (:class:`LUTMismatchError`).
 
@@ -20,6 +20,7 @@ File format: CSV whose first line is ``# nni-lightnas-lut {json metadata}``; Par
 Examples
 --------
 >>> from nni_lightnas.latency import LocalDevice
+>>> from nni_lightnas.latency.lut_build import build_lut
 >>> lut = build_lut('tiny', LocalDevice(num_runs=5, num_warmup_runs=1), batch=2)  # doctest: +SKIP
 >>> lut.predict('MBK3E6-skip-MBK7E3') > 0  # doctest: +SKIP
 True
@@ -27,14 +28,12 @@ True
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -42,15 +41,12 @@ from torch import nn
 
 from .depth_gates import (active_mask, active_probabilities, active_weights, check_gates, gated_range,
                           gates_from_metadata)
-from .device import Device, LatencyResult
-from .journal import CSVJournal, JournalFormatError, JournalTable, read_journal, write_table
+from .journal import JournalFormatError, JournalTable, read_journal, write_table
 from .model import LatencyModel
 from ..atomic import atomic_write
+from ..search_spaces.resolve import is_foreign_space, resolve_space
 
-__all__ = [
-    'LUT_FORMAT', 'LUTMismatchError', 'LUTFormatError', 'LUTEntry', 'LatencyLUT', 'lut_entries', 'build_lut',
-    'default_batch', 'measure_archs', 'latency_model_from_path', 'resolve_space',
-]
+__all__ = ['LUT_FORMAT', 'COLUMNS', 'LUTMismatchError', 'LUTFormatError', 'LatencyLUT', 'check_space_compatible']
 
 _logger = logging.getLogger(__name__)
 
@@ -74,35 +70,6 @@ class LUTFormatError(LUTMismatchError):
     """A file is not a LUT, or a line of it is torn, malformed or in conflict with another (file and line named)."""
 
 
-def default_batch(preset_or_config: Any) -> int:
-    """Batch at which a space is profiled by default: 32 for the 28x28 / 32x32 presets, else 1.
-
-    At batch 1 a Fashion-MNIST net runs in about 0.1 ms and the call overhead dominates;
-    at batch 32 compute dominates (DESIGN section 4).
-    """
-    config = resolve_space(preset_or_config)[0]
-    return 32 if config.input_size <= 64 else 1
-
-
-def _is_foreign_space(space: Any) -> bool:
-    """Whether ``space`` is an NNI model space other than a ``LightNASSpace`` (read by :mod:`.space_lut`)."""
-    from nni_lightnas.search_spaces import LightNASSpace
-    return isinstance(space, nn.Module) and not isinstance(space, LightNASSpace)
-
-
-def resolve_space(space: Any) -> tuple[Any, dict[str, list[str]]]:
-    """``(SpaceConfig, candidates)`` from a ``LightNASSpace``, a preset name or a ``SpaceConfig``."""
-    from nni_lightnas.search_spaces import OP_NAMES, LightNASSpace, SpaceConfig, layer_specs, resolve_config
-    if isinstance(space, LightNASSpace):
-        return space.config, {label: list(ops) for label, ops in space.candidates.items()}
-    if isinstance(space, (str, SpaceConfig)):
-        config = resolve_config(space)
-        return config, {spec.label: list(OP_NAMES) for spec in layer_specs(config)}
-    raise TypeError(f'space must be a LightNASSpace, a preset name or a SpaceConfig, got {type(space).__name__}'
-                    + ('; for any other NNI model space, pass example_input= to build_lut'
-                       if isinstance(space, nn.Module) else ''))
-
-
 def _shape_key(shape: Sequence[int]) -> str:
     return 'x'.join(str(int(d)) for d in shape)
 
@@ -110,71 +77,6 @@ def _shape_key(shape: Sequence[int]) -> str:
 class _Identity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-
-@dataclass
-class LUTEntry:
-    """One row to measure: a module at an input shape."""
-
-    kind: str
-    layer: str
-    op: str
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    factory: Callable[[], nn.Module]
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.layer, self.op)
-
-
-def lut_entries(space: Any, batch: int) -> list[LUTEntry]:
-    """Every row of the LUT of ``space`` at ``batch``, in measurement order.
-
-    Overhead rows (one Identity per distinct output shape) come first, then ``call``, the
-    stem (stem conv + fixed first block), every (layer, op) and the head.
-    """
-    from nni_lightnas.search_spaces import build_op, layer_specs
-    from nni_lightnas.search_spaces.lightnas_space import Head, make_stem
-    from nni_lightnas.search_spaces.presets import conv_output_size
-    if batch < 1:
-        raise ValueError(f'batch must be >= 1, got {batch=}')
-    config, candidates = resolve_space(space)
-    specs = layer_specs(config)
-    stem_chs = config.channels(config.stem_chs)
-    stem_size = conv_output_size(config.input_size, config.stem_stride)
-    net_input = (batch, config.in_chans, config.input_size, config.input_size)
-    net_output = (batch, config.num_classes)
-    rows: list[LUTEntry] = [
-        LUTEntry('fixed', 'call', 'identity', net_output, net_output, _Identity),
-        LUTEntry('fixed', 'stem', config.first_block, net_input, (batch, stem_chs, stem_size, stem_size),
-                 lambda: make_stem(config)),
-    ]
-    for spec in specs:
-        out_size = conv_output_size(spec.input_size, spec.stride)
-        for op in candidates[spec.label]:
-            rows.append(LUTEntry('op', spec.label, op, (batch, spec.in_chs, spec.input_size, spec.input_size),
-                                 (batch, spec.out_chs, out_size, out_size),
-                                 lambda op=op, spec=spec: build_op(op, spec.in_chs, spec.out_chs, spec.stride)))
-    last = specs[-1]
-    last_size = conv_output_size(last.input_size, last.stride)
-    rows.append(LUTEntry('fixed', 'head', 'head', (batch, last.out_chs, last_size, last_size), net_output,
-                         lambda: Head(config, last.out_chs)))
-    overheads = {}
-    for row in rows:
-        if row.layer != 'call':
-            overheads.setdefault(_shape_key(row.output_shape), row.output_shape)
-    return [LUTEntry('overhead', 'overhead', key, shape, shape, _Identity) for key, shape in overheads.items()] + rows
-
-
-def _identity_metadata(config: Any, batch: int, device: Device) -> dict[str, Any]:
-    return {
-        'format': LUT_FORMAT, 'preset': config.name, 'space_fingerprint': config.fingerprint(),
-        'space_config': config.to_dict(), 'input_size': config.input_size, 'in_chans': config.in_chans,
-        'batch': int(batch), 'device': device.name, 'threads': device.threads,
-        'clock': getattr(device, 'clock', 'wall'),
-        'num_runs': device.num_runs, 'num_warmup_runs': device.num_warmup_runs,
-    }
 
 
 def _check_identity(found: Mapping[str, Any], expected: Mapping[str, Any], source: str) -> None:
@@ -196,20 +98,34 @@ def _check_identity(found: Mapping[str, Any], expected: Mapping[str, Any], sourc
 # file I/O
 
 
-def _row_from_result(entry: LUTEntry, result: LatencyResult, overhead_ms: float) -> dict[str, Any]:
-    latency = result.median_ms if entry.kind == 'overhead' or entry.layer == 'call' else \
-        max(result.median_ms - overhead_ms, 0.0)
-    return {
-        'kind': entry.kind, 'layer': entry.layer, 'op': entry.op, 'latency_ms': latency,
-        'median_ms': result.median_ms, 'p25_ms': result.p25_ms, 'p75_ms': result.p75_ms,
-        'overhead_ms': overhead_ms, 'cv': result.cv, 'runs': result.runs, 'stable': bool(result.stable),
-        'input_shape': _shape_key(entry.input_shape), 'output_shape': _shape_key(entry.output_shape),
-        'measured_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        'energy_mj': result.facts.get('energy_mj'),  # boards measuring with energy=True; else empty
-    }
+def _space_name(space: nn.Module) -> str:
+    return f'{type(space).__module__}:{type(space).__qualname__}'
 
 
-#: LUT columns that must be filled in every row, and those that hold numbers.
+def check_space_compatible(lut: LatencyLUT, space: nn.Module, *, source: str = 'the LUT') -> None:
+    """Raise :class:`LUTMismatchError` unless ``lut`` covers every choice of ``space`` (and, from a file, its fingerprint).
+
+    Examples
+    --------
+    >>> check_space_compatible(LatencyLUT.load('lut_kws.csv'), MySpace())  # doctest: +SKIP
+    """
+    from nni_lightnas.search_spaces.nni_space import space_candidates, space_fingerprint
+    candidates = space_candidates(space)
+    found = lut.metadata.get('space_fingerprint')
+    if 'format' in lut.metadata and found != space_fingerprint(space):
+        raise LUTMismatchError(f'{source} was built for another space (fingerprint {found!r}, space '
+                               f'{lut.metadata.get("space")!r}) than {_space_name(space)} (fingerprint '
+                               f'{space_fingerprint(space)!r}); rebuild it for this space')
+    for label, ops in candidates.items():
+        absent = [op for op in ops if op not in lut.candidates.get(label, [])]
+        if absent:
+            raise LUTMismatchError(f'{source} has no rows for layer {label!r} ops {absent} (it has layers '
+                                   f'{lut.labels}); rebuild it for this space')
+    extra = sorted(set(lut.labels) - set(candidates))
+    if extra:
+        raise LUTMismatchError(f'{source} has layers {extra} that are not choices of {_space_name(space)}')
+
+
 _REQUIRED = ('kind', 'layer', 'op', 'latency_ms', 'median_ms')
 _NUMERIC = ('latency_ms', 'median_ms', 'p25_ms', 'p75_ms', 'overhead_ms', 'cv', 'runs', 'energy_mj')
 
@@ -252,7 +168,7 @@ class LatencyLUT(LatencyModel):
     Parameters
     ----------
     table
-        Rows as written by :func:`build_lut` (columns :data:`COLUMNS`; at least ``kind``,
+        Rows as written by :func:`~nni_lightnas.latency.lut_build.build_lut` (columns :data:`COLUMNS`; at least ``kind``,
         ``layer``, ``op``, ``latency_ms``).
     metadata
         Device, runtime, provider, threads, batch, input size, space fingerprint, date, ...
@@ -393,8 +309,7 @@ class LatencyLUT(LatencyModel):
         """Raise :class:`LUTMismatchError` unless this LUT fits ``space`` (and batch/device/threads if given)."""
         expected: dict[str, Any] = {'batch': batch, 'device': device, 'threads': threads}
         in_memory = 'format' not in self.metadata  # a table built in code: only its rows can be checked
-        if _is_foreign_space(space):
-            from .space_lut import check_space_compatible
+        if is_foreign_space(space):
             check_space_compatible(self, space, source=source)
             space = None
         if space is not None:
@@ -543,208 +458,3 @@ class LatencyLUT(LatencyModel):
 # building
 
 
-def build_lut(space: Any, device: Device, *, batch: int | None = None, path: str | os.PathLike | None = None,
-              overhead: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None,
-              overwrite: bool = False, example_input: torch.Tensor | None = None) -> LatencyLUT:
-    """Measure the LUT of ``space`` on ``device``, row by row, resumable.
-
-    Parameters
-    ----------
-    space
-        A ``LightNASSpace`` (its candidates), a preset name or a ``SpaceConfig`` (all seven ops);
-        or any NNI ``ModelSpace`` with ``LayerChoice`` layers, given ``example_input``
-        (:func:`~nni_lightnas.latency.space_lut.build_space_lut`).
-    device
-        Where to measure (:class:`~nni_lightnas.latency.device.Device`).
-    batch
-        Batch of every row's input; default :func:`default_batch` (32 for the small presets).
-    path
-        Where to write the table (``.csv`` or ``.parquet``). Each finished row is appended and
-        flushed at once (for Parquet, to ``PATH.partial.csv``, converted at the end). When
-        the file exists with the same space, batch, device and threads, only missing rows are
-        measured; when it was built with other settings, :class:`LUTMismatchError`.
-    overhead
-        Subtract the cost of a call (an Identity model at the row's output shape) from every
-        row, and count one call in the fixed part. Off: raw medians are summed.
-    on_row
-        Called with each newly measured row (a dict); may raise (e.g. ``KeyboardInterrupt``)
-        to stop, and the rows written so far stay.
-    overwrite
-        Start a fresh table even if ``path`` exists.
-    example_input
-        One input batch of a model space other than ours (its shape fixes the batch).
-
-    Returns
-    -------
-    LatencyLUT
-        The complete table.
-    """
-    from nni_lightnas.export import onnx_bytes
-    if _is_foreign_space(space):
-        from .space_lut import build_space_lut
-        if example_input is None:
-            raise ValueError(f'build_lut of a {type(space).__name__} (not a LightNAS preset) needs example_input=, '
-                             f'one input batch such as torch.randn(1, 3, 32, 32); its shape is measured')
-        if batch is not None and int(batch) != int(example_input.shape[0]):
-            raise ValueError(f'batch={batch} disagrees with example_input of shape {list(example_input.shape)}; '
-                             f'the batch is the example input\'s first dimension')
-        return build_space_lut(space, device, example_input=example_input, path=path, overhead=overhead,
-                               overwrite=overwrite, on_row=on_row)
-    config, _ = resolve_space(space)
-    batch = default_batch(config) if batch is None else int(batch)
-    entries = lut_entries(space, batch)
-    expected = _identity_metadata(config, batch, device)
-    expected['overhead_subtracted'] = bool(overhead)
-
-    final_path = Path(path) if path is not None else None
-    journal_path = None
-    if final_path is not None:
-        journal_path = final_path.with_name(final_path.name + '.partial.csv') \
-            if final_path.suffix == '.parquet' else final_path
-    done: dict[tuple[str, str], dict[str, Any]] = {}
-    metadata: dict[str, Any] | None = None
-    if journal_path is not None and journal_path.is_file() and not overwrite:
-        resumed = _read_csv(journal_path, strict=False)
-        found, table = resumed.metadata, resumed.rows
-        _check_identity(found, expected, str(journal_path))
-        if found.get('overhead_subtracted') != expected['overhead_subtracted']:
-            raise LUTMismatchError(f'{journal_path} was built with overhead_subtracted='
-                                   f'{found.get("overhead_subtracted")}, asked for {overhead}')
-        metadata = found
-        done = {(row['layer'], row['op']): row for row in table.to_dict('records')}
-        _logger.info('resuming %s: %d of %d rows already measured', journal_path, len(done), len(entries))
-    columns = COLUMNS
-    if metadata is not None and 'energy_mj' not in table.columns:  # a table begun before the energy column
-        columns = [column for column in COLUMNS if column != 'energy_mj']
-    journal = CSVJournal(journal_path, columns, prefix=_HEADER_PREFIX) if journal_path is not None else None
-    if metadata is not None and resumed.bad_lines:
-        for number, reason in resumed.bad_lines:
-            _logger.warning('%s, line %d: %s; the row will be measured again', journal_path, number, reason)
-        journal.rewrite(metadata, list(done.values()))  # without the bad lines, so appends start on a clean line
-
-    overheads = {key[1]: row['median_ms'] for key, row in done.items() if row['kind'] == 'overhead'}
-    for entry in entries:
-        if entry.key in done:
-            continue
-        if entry.kind == 'overhead' and not overhead:
-            continue
-        result = device.measure(onnx_bytes(entry.factory(), entry.input_shape), entry.input_shape)
-        if metadata is None:
-            metadata = {**expected, 'runtime': result.runtime, 'provider': result.provider,
-                        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                        'correction': 'none', 'complete': False}
-            if journal is not None and not (journal_path.is_file() and done):
-                journal.start(metadata)
-        overhead_ms = overheads.get(_shape_key(entry.output_shape), 0.0) if overhead else 0.0
-        if entry.layer == 'call' and not overhead:
-            overhead_ms = 0.0
-        row = _row_from_result(entry, result, overhead_ms)
-        if entry.layer == 'call' and not overhead:
-            row['latency_ms'] = 0.0  # without overhead handling, every row already pays a call
-        if entry.kind == 'overhead':
-            overheads[entry.op] = result.median_ms
-        done[entry.key] = row
-        if journal is not None:
-            journal.append(row)
-        _logger.info('%-8s %-10s %.4f ms (IQR %.4f-%.4f, overhead %.4f)', entry.layer, entry.op,
-                     row['latency_ms'], row['p25_ms'], row['p75_ms'], overhead_ms)
-        if on_row is not None:
-            on_row(row)
-
-    if metadata is None:  # nothing to measure and no file: an empty space cannot happen
-        raise RuntimeError('no LUT rows were measured')
-    metadata['complete'] = True
-    rows = [done[entry.key] for entry in entries if entry.key in done]
-    lut = LatencyLUT(pd.DataFrame(rows, columns=COLUMNS), metadata)
-    if final_path is not None:
-        lut.save(final_path)
-        if journal_path != final_path and journal_path.is_file():
-            journal_path.unlink()
-    return lut
-
-
-def measure_archs(space: Any, archs: Iterable[Any], device: Device, *, batch: int, rounds: int = 1,
-                  group_size: int | None = 16, reference: Any = None,
-                  on_result: Callable[[int, LatencyResult], None] | None = None) -> list[dict[str, Any]]:
-    """Measure whole exported networks, interleaved, ``rounds`` times.
-
-    The architectures are measured in groups of ``group_size`` whose timed runs alternate
-    (:meth:`~nni_lightnas.latency.device.Device.measure_group`; ``None``: all in one group),
-    and with ``rounds > 1`` the whole list is measured again (groups reshuffled), so slow
-    drift of the machine is spread over all architectures rather than biasing some.
-    Returns one dict per architecture: ``arch``, ``median_ms`` (median over rounds of the
-    per-round medians), ``p25_ms``, ``p75_ms`` (of the first round), ``round_medians_ms``.
-
-    With ``reference`` (an architecture), every group also measures it, and each result
-    gets ``reference_ms``, the reference's median in the same groups, per round: the ratio
-    ``round_medians_ms / reference_ms`` is free of the machine's slow drift.
-    """
-    import random
-
-    from nni_lightnas.export import onnx_bytes
-    from nni_lightnas.search_spaces import LightNet, decode_arch, encode_arch
-    config, _ = resolve_space(space)
-    archs = [decode_arch(arch, config) for arch in archs]
-    input_shape = (batch, config.in_chans, config.input_size, config.input_size)
-    nets = [onnx_bytes(LightNet(arch, config), input_shape) for arch in archs]
-    reference_net = None if reference is None else \
-        onnx_bytes(LightNet(decode_arch(reference, config), config), input_shape)
-    results: list[list[LatencyResult]] = [[] for _ in archs]
-    reference_ms: list[list[float]] = [[] for _ in archs]
-    size = len(archs) if group_size is None else max(1, int(group_size))
-    rng = random.Random(0)
-    for round_index in range(max(1, rounds)):
-        order = list(range(len(archs)))
-        if round_index:
-            rng.shuffle(order)
-        for start in range(0, len(order), size):
-            chunk = order[start:start + size]
-            group = [nets[i] for i in chunk] + ([reference_net] if reference_net is not None else [])
-            measured = device.measure_group(group, input_shape)
-            for index, result in zip(chunk, measured):
-                results[index].append(result)
-                if reference_net is not None:
-                    reference_ms[index].append(measured[-1].median_ms)
-                if on_result is not None:
-                    on_result(index, result)
-    summary = []
-    for arch, measured, references in zip(archs, results, reference_ms):
-        medians = [r.median_ms for r in measured]
-        summary.append({'arch': encode_arch(arch), 'median_ms': float(pd.Series(medians).median()),
-                        'p25_ms': measured[0].p25_ms, 'p75_ms': measured[0].p75_ms,
-                        'round_medians_ms': medians})
-        if reference_net is not None:
-            summary[-1]['reference_ms'] = references
-    return summary
-
-
-def latency_model_from_path(path: str | os.PathLike, *, space: Any = None) -> LatencyModel:
-    """Load any latency model file: a LUT (``.csv``/``.parquet``, plain or corrected) or a predictor.
-
-    Parameters
-    ----------
-    path
-        The file.
-    space
-        When given, a model built for another space or input size is refused.
-
-    Examples
-    --------
-    >>> model = latency_model_from_path('runs/lut_fashion_mnist.csv', space='fashion_mnist')  # doctest: +SKIP
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f'latency model {path} does not exist')
-    if path.suffix in ('.csv', '.parquet'):
-        return LatencyLUT.load(path, space=space)
-    try:
-        from . import predictors
-    except ImportError as error:
-        raise ValueError(f'{path}: not a LUT (.csv/.parquet) and no predictor support is installed') from error
-    loader = getattr(predictors, 'load_predictor', None) or getattr(predictors, 'load_latency_predictor', None)
-    if loader is None:
-        raise ValueError(f'{path}: not a LUT (.csv/.parquet); predictors offers no load_predictor function')
-    model = loader(path)
-    if space is not None and hasattr(model, 'check_compatible'):
-        model.check_compatible(space)
-    return model

@@ -45,7 +45,8 @@ from nni.mutable import MutableExpression, Sample
 from nni.nas.nn.pytorch import LayerChoice
 from nni.nas.profiler import ExpressionProfiler, Profiler
 
-from .lut import LatencyLUT, LUTMismatchError, latency_model_from_path
+from .lut import LatencyLUT, LUTMismatchError
+from .loading import latency_model_from_path
 from .model import LatencyModel
 
 __all__ = ['LatencyProfiler', 'LatencyModelProfiler', 'latency_profiler']

@@ -54,7 +54,8 @@ from torch import nn
 from .depth_gates import gates_to_metadata
 from .device import Device, LatencyResult
 from .journal import CSVJournal, JournalFormatError, read_journal
-from .lut import COLUMNS, LUT_FORMAT, LatencyLUT, LUTFormatError, LUTMismatchError, _Identity, _shape_key
+from .lut import (COLUMNS, LUT_FORMAT, LatencyLUT, LUTFormatError, LUTMismatchError, _Identity, _shape_key,
+                  _space_name, check_space_compatible)
 
 __all__ = ['SPACE_JOURNAL_FORMAT', 'build_space_lut', 'measure_space_archs', 'check_space_compatible']
 
@@ -117,34 +118,6 @@ def _journal_row(entry: _Measurement, result: LatencyResult) -> dict[str, Any]:
             'output_shape': _shape_key(entry.output_shape),
             'measured_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'energy_mj': result.facts.get('energy_mj')}
-
-
-def _space_name(space: nn.Module) -> str:
-    return f'{type(space).__module__}:{type(space).__qualname__}'
-
-
-def check_space_compatible(lut: LatencyLUT, space: nn.Module, *, source: str = 'the LUT') -> None:
-    """Raise :class:`LUTMismatchError` unless ``lut`` covers every choice of ``space`` (and, from a file, its fingerprint).
-
-    Examples
-    --------
-    >>> check_space_compatible(LatencyLUT.load('lut_kws.csv'), MySpace())  # doctest: +SKIP
-    """
-    from nni_lightnas.search_spaces.nni_space import space_candidates, space_fingerprint
-    candidates = space_candidates(space)
-    found = lut.metadata.get('space_fingerprint')
-    if 'format' in lut.metadata and found != space_fingerprint(space):
-        raise LUTMismatchError(f'{source} was built for another space (fingerprint {found!r}, space '
-                               f'{lut.metadata.get("space")!r}) than {_space_name(space)} (fingerprint '
-                               f'{space_fingerprint(space)!r}); rebuild it for this space')
-    for label, ops in candidates.items():
-        absent = [op for op in ops if op not in lut.candidates.get(label, [])]
-        if absent:
-            raise LUTMismatchError(f'{source} has no rows for layer {label!r} ops {absent} (it has layers '
-                                   f'{lut.labels}); rebuild it for this space')
-    extra = sorted(set(lut.labels) - set(candidates))
-    if extra:
-        raise LUTMismatchError(f'{source} has layers {extra} that are not choices of {_space_name(space)}')
 
 
 def _resume(journal_path: Path, expected: Mapping[str, Any]) -> tuple[dict[str, Any], dict, list]:

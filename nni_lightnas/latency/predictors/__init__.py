@@ -17,8 +17,8 @@ Examples
 'ensemble'
 """
 
-from .base import FORMAT, PREDICTORS, PRETRAINED_PREDICTORS, FeatureEncoder, LatencyPredictor, \
-    load_latency_predictor, make_predictor, register_predictor
+from .base import BEST_KIND, BEST_TRANSFER_KIND, FORMAT, PREDICTORS, PRETRAINED_PREDICTORS, FeatureEncoder, \
+    LatencyPredictor, load_latency_predictor, make_predictor, register_predictor
 from .additive import AdditivePredictor
 from .mlp import MLPPredictor
 from .gnn import GNNPredictor
@@ -26,11 +26,6 @@ from .ensemble import ResidualEnsemblePredictor
 from .pretrain import PretrainTable, SourceLatencyNet, pretrain_source_model, read_pretrain_table
 from .transfer import TransferPredictor
 from .latency_model import PredictorLatencyModel, load_predictor
-
-#: The kind ``best`` stands for without pretraining data.
-BEST_KIND = 'ensemble'
-#: The kind ``best`` stands for when pretraining data (other devices) are given.
-BEST_TRANSFER_KIND = 'transfer'
 
 __all__ = [
     'BEST_KIND', 'BEST_TRANSFER_KIND', 'FORMAT', 'PREDICTORS', 'PRETRAINED_PREDICTORS', 'FeatureEncoder',

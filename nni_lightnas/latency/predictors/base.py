@@ -32,7 +32,7 @@ from torch import nn
 
 from ..graphs import ArchGraph, GraphSpace, space_from_dict
 
-__all__ = ['LatencyPredictor', 'PREDICTORS', 'PRETRAINED_PREDICTORS', 'register_predictor', 'make_predictor',
+__all__ = ['LatencyPredictor', 'PREDICTORS', 'PRETRAINED_PREDICTORS', 'BEST_KIND', 'BEST_TRANSFER_KIND', 'register_predictor', 'make_predictor',
            'load_latency_predictor',
            'FeatureEncoder', 'FORMAT']
 
@@ -247,6 +247,12 @@ class LatencyPredictor(abc.ABC):
         return f'{type(self).__name__}(space={self.space.name!r}, {state})'
 
 
+#: The kind ``best`` stands for without pretraining data.
+BEST_KIND = 'ensemble'
+#: The kind ``best`` stands for when pretraining data (other devices) are given.
+BEST_TRANSFER_KIND = 'transfer'
+
+
 def make_predictor(kind: str, space: GraphSpace, *, seed: int = 0, **options: Any) -> LatencyPredictor:
     """A new, unfitted predictor of ``kind`` (see :data:`PREDICTORS`; ``'best'`` is the recommended one).
 
@@ -259,7 +265,6 @@ def make_predictor(kind: str, space: GraphSpace, *, seed: int = 0, **options: An
     >>> make_predictor('mlp', FBNetGraphSpace()).kind
     'mlp'
     """
-    from . import BEST_KIND, BEST_TRANSFER_KIND
     if kind == 'best':
         kind = BEST_TRANSFER_KIND if options.get('pretrain') is not None else BEST_KIND
     cls = _kind_class(kind)

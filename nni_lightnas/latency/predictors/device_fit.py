@@ -6,7 +6,7 @@ predictor on them. With ``kind='transfer'`` the predictor is pre-trained on othe
 measurements of the same space (``pretrain_data``, default the shipped table in the space's
 encoding, :func:`~.pretrain.shipped_pretrain_table`), which is what makes 20 measurements
 enough. The result is saved as a predictor directory, which ``nni-lightnas search --latency DIR``
-and :func:`~nni_lightnas.latency.lut.latency_model_from_path` load as the search's
+and :func:`~nni_lightnas.latency.loading.load_latency_model` load as the search's
 differentiable latency model, with two more files beside ``predictor.json``:
 
 * ``measured.csv``: the measured networks (``arch``, ``median_ms``, ``p25_ms``, ``p75_ms``),
@@ -66,7 +66,7 @@ class DevicePredictorConfig:
     num_samples
         Networks measured on the device, at least 2 (the cheapest and the dearest).
     batch
-        Batch of every measured input (default: :func:`~nni_lightnas.latency.lut.default_batch`).
+        Batch of every measured input (default: :func:`~nni_lightnas.latency.lut_build.default_batch`).
     rounds
         Interleaved repeats of the measurements (median over rounds).
     seed
@@ -156,7 +156,8 @@ def fit_device_predictor(config: DevicePredictorConfig, device: Device) -> Devic
     The pretraining table is read (and checked) before anything is measured, so a missing or
     foreign table costs no device time.
     """
-    from ..lut import default_batch, measure_archs
+    from ..lut_build import default_batch
+    from ..whole_network import measure_archs
     space = LightNetGraphSpace(config.preset)
     pretrain = _pretraining(config, space)
     options = dict(config.options)

@@ -159,7 +159,7 @@ class PredictorLatencyModel(LatencyModel):
         mine = self.space
         if not isinstance(mine, LightNetGraphSpace):
             raise ValueError(f'the predictor is for space {mine.name!r}, not a LightNAS preset')
-        from nni_lightnas.latency.lut import resolve_space
+        from nni_lightnas.search_spaces.resolve import resolve_space
         config, candidates = resolve_space(space)
         if config.fingerprint() != mine.config.fingerprint():
             raise ValueError(f'the predictor was fitted for preset {mine.config.name!r} (fingerprint '
