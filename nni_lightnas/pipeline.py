@@ -260,7 +260,7 @@ def _device_options(config: PipelineConfig) -> dict[str, Any]:
 
 
 def _make_device(config: PipelineConfig):
-    from .latency.devices import make_device
+    from .latency.device_pool import make_device
     return make_device(config.device, **_device_options(config))
 
 
@@ -292,7 +292,7 @@ def stage2_latency(config: PipelineConfig, arch: str, batch: int, directory: Pat
     >>> config = PipelineConfig.from_dict({'preset': 'tiny', 'device': 'local'})
     >>> spec, args = stage2_latency(config, 'MBK3E3-skip-MBK5E6', 8, Path('/tmp/evolve'))
     >>> spec, args['device'], args['batch_size']
-    ('nni_lightnas.latency.devices:measured_channel_latency', 'local', 8)
+    ('nni_lightnas.latency.channel:measured_channel_latency', 'local', 8)
     """
     settings = dict(config.evolve)
     kind = str(settings.get('latency') or 'device')
@@ -304,10 +304,10 @@ def stage2_latency(config: PipelineConfig, arch: str, batch: int, directory: Pat
                                   f"device is {config.device!r}; accepted: {', '.join(STAGE2_LATENCY)} (both measure "
                                   f"on that device), a saved model's JSON path or module:factory")
     if kind == 'device':
-        return 'nni_lightnas.latency.devices:measured_channel_latency', {**measuring, **user_args}
+        return 'nni_lightnas.latency.channel:measured_channel_latency', {**measuring, **user_args}
     if kind == 'flops' and 'ms_per_mmac' not in user_args:
         from .latency.channel import FlopsChannelLatency
-        from .latency.devices import measured_channel_latency
+        from .latency.channel import measured_channel_latency
         measured = measured_channel_latency(arch=arch, preset=config.preset, **measuring)
         line = FlopsChannelLatency.calibrate(arch, config.preset, device=measured, batch_size=batch)
         _logger.info('stage-2 FLOPs line calibrated on %s: %s', config.device, line)

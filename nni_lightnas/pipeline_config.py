@@ -167,7 +167,7 @@ class PipelineConfig:
     device
         ``local``, an ``ssh://`` board or a pool of them (comma-separated): every stage measures there.
     device_options
-        Keyword arguments of the device (:func:`~nni_lightnas.latency.devices.make_device`):
+        Keyword arguments of the device (:func:`~nni_lightnas.latency.device_pool.make_device`):
         ``identity_file``, ``ssh_options``, ``remote_python``, ... for ``ssh://``.
     data_dir
         The data set's directory (default: the preset's built-in data).
@@ -251,7 +251,7 @@ class PipelineConfig:
             raise PipelineConfigError(f'{where}preset: {self.preset!r} is not a preset; accepted: '
                                       f'{", ".join(PRESETS)}')
         if self.device != 'local' or self.device_options:
-            from .latency.devices import make_device
+            from .latency.device_pool import make_device
             try:
                 make_device(self.device, **self.device_options)
             except (ValueError, TypeError) as error:

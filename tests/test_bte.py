@@ -169,3 +169,9 @@ def test_trial_reports_score_latency_params_and_flops():
     cost = count_macs_params(net_at(params), (1, 28, 28))
     assert metrics['params_m'] == pytest.approx(cost.params_m) and metrics['flops_m'] == pytest.approx(cost.flops_m)
     json.dumps(metrics)  # reportable
+
+
+def test_a_config_that_names_the_former_factory_module_still_loads():
+    model = make_channel_latency_model('nni_lightnas.latency.devices:measured_channel_latency', ARCH, PRESET,
+                                       device='local', num_runs=3)
+    assert isinstance(model, MeasuredChannelLatency) and model.device.name == 'local'

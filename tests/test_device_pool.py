@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -12,7 +13,7 @@ import pytest
 
 from nni_lightnas.latency import LocalDevice
 from nni_lightnas.latency.device import Device, LatencyResult
-from nni_lightnas.latency.devices import DevicePool, make_device
+from nni_lightnas.latency.device_pool import DevicePool, make_device
 from nni_lightnas.latency.errors import BoardBusyError
 from sshd_fixture import sshd  # noqa: F401
 
@@ -25,16 +26,17 @@ class FakeBoard(Device):
         super().__init__()
         self.name, self.log = name, log
 
-    def measure(self, model, input_shape=None):
+    @contextlib.contextmanager
+    def hold(self):
+        yield self  # no lock of its own
+
+    def _measure_onnx_file(self, path):
         start = time.time()
         time.sleep(0.3)
         end = time.time()
         with open(self.log, 'a') as handle:
             handle.write(json.dumps({'board': self.name, 'start': start, 'end': end, 'pid': os.getpid()}) + '\n')
         return LatencyResult(median_ms=1.0, p25_ms=1.0, p75_ms=1.0, runs=1, device=self.name)
-
-    def _measure_onnx_file(self, path):
-        raise AssertionError('not used')
 
 
 def _pool_worker(lock_dir: str, log: str, model: str, start_at: float) -> None:
@@ -129,7 +131,7 @@ def test_evolution_tuner_latency_on_an_ssh_board(sshd, tmp_path):
     """The stage-2 tuner's latency model can measure on an SSH board (module:factory spec)."""
     from nni_lightnas.latency.channel import make_channel_latency_model
     model = make_channel_latency_model(
-        'nni_lightnas.latency.devices:measured_channel_latency', 'MBK3E3-skip-MBK5E6', 'tiny',
+        'nni_lightnas.latency.channel:measured_channel_latency', 'MBK3E3-skip-MBK5E6', 'tiny',
         device=sshd.url, identity_file=sshd.user_key, ssh_options=sshd.ssh_options, ssh_config='/dev/null',
         remote_python=sshd.remote_python, remote_dir=sshd.remote_dir, num_runs=10, cache_path=tmp_path / 'c.jsonl')
     sample = model.corner_samples()[0]

@@ -33,7 +33,7 @@ def test_stage2_of_an_ssh_pipeline_is_measured_over_ssh(sshd, tmp_path):
     directory = tmp_path / 'run' / 'evolve'
     directory.mkdir(parents=True)
     out = _evolve(config, 50.0, ARCH, 4, directory)
-    assert out['latency_model'] == 'nni_lightnas.latency.devices:measured_channel_latency'
+    assert out['latency_model'] == 'nni_lightnas.latency.channel:measured_channel_latency'
     assert out['num_trials'] == 2 and out['latency_ms'] > 0
     cache = directory / 'latency_cache.jsonl'
     assert _cache_devices(cache) == {sshd.url}  # every candidate's latency came from the board

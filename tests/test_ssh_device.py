@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from nni_lightnas.latency import LocalDevice
-from nni_lightnas.latency.devices import make_device
+from nni_lightnas.latency.device_pool import make_device
 from nni_lightnas.latency.errors import (BoardSetupError, DeviceError, MeasurementTimeout, SSHAuthError,
                                          SSHConnectionError, SSHHostKeyError)
 from nni_lightnas.latency.ssh import SSHDevice, classify_ssh_failure, parse_ssh_url, parse_trtexec_output
@@ -359,3 +359,10 @@ def test_a_host_that_never_answers_fails_within_the_connect_timeout_without_retr
                 as caught:
             device.measure(_export_tiny(tmp_path, batch=1))  # would take 3 x 30 s of backoff if retried
     assert 'timed out' in str(caught.value) and 'gave up' not in str(caught.value)
+
+
+def test_the_workstation_knows_every_board_error_kind_it_maps_and_the_board_exit_codes_are_distinct():
+    from nni_lightnas.latency import ssh, ssh_board
+    assert set(ssh.BOARD_ERRORS) <= set(ssh_board.EXIT_CODES)  # no kind the board never reports
+    codes = list(ssh_board.EXIT_CODES.values()) + [ssh_board.EXIT_CALLER_GONE, ssh.SSH_EXIT]
+    assert len(set(codes)) == len(codes) and 0 not in codes and 127 not in codes

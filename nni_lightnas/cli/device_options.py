@@ -33,7 +33,7 @@ def add_measurement_arguments(parser: argparse.ArgumentParser) -> None:
 
 def device_from_args(args: argparse.Namespace, **options: Any):
     """The device of ``args.device`` with the measurement options; ``options`` go to ``make_device``."""
-    from nni_lightnas.latency.devices import make_device
+    from nni_lightnas.latency.device_pool import make_device
     clock = {'clock': args.clock} if args.clock != 'wall' else {}  # a board takes no clock option
     return make_device(args.device, num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
                        **clock, **options)

@@ -10,7 +10,7 @@ from .local import LocalDevice
 from .errors import (BoardBusyError, BoardSetupError, DeviceError, MeasurementError, MeasurementTimeout,
                      SSHAuthError, SSHConnectionError, SSHHostKeyError)
 from .ssh import SSHDevice
-from .devices import DevicePool, make_device
+from .device_pool import DevicePool, make_device
 from .model import LatencyModel
 
 # Tables, correction and the NNI profiler pull in pandas and NNI: imported on first use.

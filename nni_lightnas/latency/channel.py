@@ -249,6 +249,11 @@ class MeasuredChannelLatency(ChannelLatencyModel):
                 'cache_path': str(self.cache_path) if self.cache_path else None}
 
 
+#: ``module:factory`` specs of earlier releases, still accepted in saved configs.
+RENAMED_FACTORIES = {'nni_lightnas.latency.devices:measured_channel_latency':
+                     'nni_lightnas.latency.channel:measured_channel_latency'}
+
+
 def make_channel_latency_model(spec: str | ChannelLatencyModel, arch: ArchLike,
                                preset: str | SpaceConfig = 'fashion_mnist', **kwargs: Any) -> ChannelLatencyModel:
     """A channel latency model from a config string.
@@ -293,6 +298,7 @@ def make_channel_latency_model(spec: str | ChannelLatencyModel, arch: ArchLike,
             return measured
         return FlopsChannelLatency.calibrate(arch, preset, device=measured, batch_size=batch_size)
     if ':' in spec and not Path(spec).exists():
+        spec = RENAMED_FACTORIES.get(spec, spec)
         module_name, _, attribute = spec.partition(':')
         factory = getattr(importlib.import_module(module_name), attribute)
         model = factory(arch=arch, preset=preset, batch_size=batch_size, **kwargs)
@@ -312,3 +318,24 @@ def make_channel_latency_model(spec: str | ChannelLatencyModel, arch: ArchLike,
         raise ValueError(f'{path} models LightNet {data["arch"]}, not {encode_arch(decode_arch(arch))}')
     return FlopsChannelLatency(arch, config, intercept_ms=data['intercept_ms'], ms_per_mmac=data['ms_per_mmac'],
                                batch_size=int(data.get('batch_size', batch_size)))
+
+
+def measured_channel_latency(*, arch: Any, preset: Any = 'fashion_mnist', batch_size: int = 1,
+                             device: str | Sequence[str] | Device = 'local',
+                             cache_path: str | os.PathLike | None = None, **device_options: Any):
+    """Channel latency model of the evolution tuner that measures on any device (an SSH board, a pool).
+
+    For the tuner's ``latency: nni_lightnas.latency.channel:measured_channel_latency`` with
+    ``latency_args: {device: 'ssh://nvidia@jetson', remote_python: ..., cache_path: ...}``;
+    ``device_options`` go to :func:`make_device` (``num_runs``, ``identity_file``, ...).
+
+    Examples
+    --------
+    >>> model = measured_channel_latency(arch='MBK3E3-skip-MBK5E6', preset='tiny',
+    ...                                  device='ssh://nvidia@jetson', remote_python='/usr/bin/python3')
+    >>> model.device.name
+    'ssh://nvidia@jetson'
+    """
+    from .device_pool import make_device
+    board = make_device(device, **{'num_runs': 50, 'num_warmup_runs': 5, **device_options})
+    return MeasuredChannelLatency(arch, preset, device=board, cache_path=cache_path, batch_size=batch_size)

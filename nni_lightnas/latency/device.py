@@ -1,9 +1,11 @@
 """Devices that measure latency, and the result they return.
 
 A :class:`Device` takes an ONNX model (a path, bytes, or an ``nn.Module`` it exports at a
-given input shape) and returns a :class:`LatencyResult`. Subclasses implement
-:meth:`Device._measure_onnx_file`; exporting and the one-measurement-at-a-time lock
-live here.
+given input shape) and returns a :class:`LatencyResult`. Every device measures through the
+same two methods, :meth:`Device.measure` and :meth:`Device.measure_group`: export, hold the
+device (:meth:`Device.hold`: a lock on this machine, the board's own lock over SSH, a free
+board of a pool), time, report. Subclasses implement :meth:`Device._measure_onnx_file` (and,
+to interleave runs, :meth:`Device._measure_onnx_group`) and, where it differs, :meth:`Device.hold`.
 """
 
 from __future__ import annotations
@@ -155,19 +157,14 @@ class Device(abc.ABC):
     def measure(self, model: Any, input_shape: Sequence[int] | None = None) -> LatencyResult:
         """Measure ``model``: an ONNX path, ONNX bytes, or an ``nn.Module`` with ``input_shape``.
 
-        Holds the device lock for the whole measurement.
+        The model is exported first; the device is held (:meth:`hold`) only while it is timed.
         """
-        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
-            path = self._as_onnx_file(model, input_shape, Path(workdir))
-            with device_lock(self.name, self.lock_dir):
-                result = self._measure_onnx_file(path)
-        if not result.stable:
-            _logger.warning('%s: spread stayed wide after %d attempts (IQR %.3f ms on median %.3f ms)',
-                            self.name, result.attempts, result.iqr_ms, result.median_ms)
-        return result
+        with self._onnx_files([model], input_shape) as paths, self.hold() as device:
+            result = device._measure_onnx_file(paths[0])
+        return self._finish([result])[0]
 
     def measure_group(self, models: Sequence[Any], input_shape: Sequence[int] | None = None) -> list[LatencyResult]:
-        """Measure several models under one hold of the device lock, their runs interleaved where possible.
+        """Measure several models under one hold of the device, their runs interleaved where possible.
 
         Use it for models whose latencies are compared (a base network and its variants):
         devices that can (the local one, a board over SSH) alternate *blocks* of timed runs
@@ -176,23 +173,52 @@ class Device(abc.ABC):
         others measure them one after another. ``models``
         are as in :meth:`measure` (``input_shape`` for ``nn.Module`` entries).
         """
+        with self._onnx_files(models, input_shape) as paths, self.hold() as device:
+            results = device._measure_onnx_group(paths)
+        return self._finish(results)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator['Device']:
+        """Hold the device for one measurement; yields the device that measures.
+
+        Two measurements at once on one device corrupt each other, and NNI trials are separate
+        processes: this machine takes a cross-process file lock (:func:`device_lock`). Other
+        devices hold differently: a board over SSH takes its lock on the board itself, a pool
+        takes a free board and then holds that board.
+        """
+        with device_lock(self.name, self.lock_dir):
+            yield self
+
+    def result_facts(self) -> dict[str, Any]:
+        """Facts this device adds to each of its results (a pool: its name)."""
+        return {}
+
+    def _finish(self, results: list[LatencyResult]) -> list[LatencyResult]:
+        """Add :meth:`result_facts` to ``results`` and warn about any whose spread stayed wide."""
+        for result in results:
+            for key, value in self.result_facts().items():
+                result.facts.setdefault(key, value)
+        for result in results:
+            if result.stable:
+                continue
+            spread = (f'IQR {result.iqr_ms:.3f} ms on median {result.median_ms:.3f} ms'
+                      if result.facts.get('iqr_ratio', 0.0) is not None else 'no per-run times: spread unknown')
+            _logger.warning('%s: spread stayed wide after %d attempts (%s)', result.device, result.attempts, spread)
+        return results
+
+    @contextlib.contextmanager
+    def _onnx_files(self, models: Sequence[Any], input_shape: Sequence[int] | None) -> Iterator[list[Path]]:
+        """The models as ONNX files (in a temporary folder, removed afterwards)."""
         with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
             paths = []
             for index, model in enumerate(models):
                 folder = Path(workdir) / str(index)
                 folder.mkdir()
                 paths.append(self._as_onnx_file(model, input_shape, folder))
-            with device_lock(self.name, self.lock_dir):
-                results = self._measure_onnx_group(paths)
-        unstable = [result for result in results if not result.stable]
-        if unstable:
-            _logger.warning('%s: spread stayed wide for %d of %d interleaved models (widest IQR/median %.3f)',
-                            self.name, len(unstable), len(results),
-                            max(r.iqr_ms / r.median_ms for r in unstable if r.median_ms))
-        return results
+            yield paths
 
     def _measure_onnx_group(self, paths: Sequence[Path]) -> list[LatencyResult]:
-        """Time several ONNX files (the caller holds the lock); default: one after another."""
+        """Time several ONNX files (the device is held); default: one after another."""
         return [self._measure_onnx_file(path) for path in paths]
 
     @staticmethod
@@ -214,7 +240,7 @@ class Device(abc.ABC):
 
     @abc.abstractmethod
     def _measure_onnx_file(self, path: Path) -> LatencyResult:
-        """Time the ONNX file at ``path``; the caller holds the device lock."""
+        """Time the ONNX file at ``path``; the device is held (:meth:`hold`)."""
 
     def extra_repr(self) -> str:
         return (f'num_runs={self.num_runs}, num_warmup_runs={self.num_warmup_runs}, threads={self.threads}, '

@@ -26,6 +26,7 @@ ones (refused or dropped connections, a busy board) are retried with exponential
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,18 +34,17 @@ import os
 import re
 import shlex
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from .device import Device, LatencyResult
 from .errors import (BoardBusyError, BoardSetupError, DeviceError, MeasurementError, MeasurementTimeout,
                      SSHAuthError, SSHConnectionError, SSHHostKeyError)
-from .ssh_board import parse_trtexec_output
+from .ssh_board import EXIT_CALLER_GONE, parse_trtexec_output
 
 __all__ = ['SSHDevice', 'SSHTarget', 'parse_ssh_url', 'parse_trtexec_output', 'classify_ssh_failure',
            'onnx_structure_sha256']
@@ -153,6 +153,22 @@ _UNREACHABLE = re.compile(r'Connection refused|Connection timed out|timed out du
 _DROPPED = re.compile(r'Connection closed|Connection reset|Broken pipe|closed by remote host|'
                       r'Timeout, server .* not responding|client_loop|kex_exchange_identification|'
                       r'Connection to .* closed', re.I)
+
+
+#: Board error kinds (:data:`~nni_lightnas.latency.ssh_board.EXIT_CODES`) with a fix of their own: the
+#: error raised here and the hint added to the board's message (others: :class:`MeasurementError`).
+BOARD_ERRORS: dict[str, tuple[type[DeviceError], str]] = {
+    'onnxruntime_missing': (BoardSetupError, '. Install ONNX Runtime for that python on {host} (Jetson: the '
+                            'onnxruntime-gpu wheel for your JetPack from the Jetson Zoo, or `pip3 install '
+                            'onnxruntime`), point remote_python / --remote-python at a python that has it, or use '
+                            'trtexec=True'),
+    'trtexec_missing': (BoardSetupError, '. On a Jetson it ships with JetPack in /usr/src/tensorrt/bin; pass '
+                        'trtexec=/full/path'),
+    'lock_timeout': (BoardBusyError, '; raise lock_timeout_s or use a device pool'),
+    'timeout': (MeasurementTimeout, '; raise timeout_s'),
+    'no_power_rails': (BoardSetupError, '. This board exposes no INA3221 rails to this user; measure without '
+                       'energy=True, or check power_root'),
+}
 
 
 def _destination(url: str, host: str) -> str:
@@ -442,11 +458,11 @@ class SSHDevice(Device):
         return proc.returncode, b''.join(out).decode('utf-8', 'replace'), b''.join(err).decode('utf-8', 'replace')
 
     # ---------------------------------------------------------------- measuring
-    def measure(self, model: Any, input_shape: Sequence[int] | None = None) -> LatencyResult:
-        """Measure ``model`` (ONNX path, bytes, or ``nn.Module`` with ``input_shape``) on the board."""
-        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
-            path = self._as_onnx_file(model, input_shape, Path(workdir))
-            return self._measure_onnx_file(path)
+    @contextlib.contextmanager
+    def hold(self) -> Iterator['SSHDevice']:
+        """Nothing to hold here: the board takes its own lock (``flock`` on ``lock_file``) for each run,
+        whichever workstation, user or trial asks."""
+        yield self
 
     def _measure_onnx_file(self, path: Path) -> LatencyResult:
         return self._measure_onnx_group([path])[0]
@@ -476,13 +492,7 @@ class SSHDevice(Device):
             if not isinstance(results, list) or len(results) != len(paths):
                 raise MeasurementError(f'{self.name}: the board answered {len(results or [])} results for '
                                        f'{len(paths)} models', host=self.target.host)
-            measured = [LatencyResult.from_runner(item, device=self.name, **facts) for item in results]
-            for result in measured:
-                if not result.stable:  # kept, flagged: the LUT row says stable=False
-                    spread = (f'IQR {result.iqr_ms:.3f} ms on median {result.median_ms:.3f} ms'
-                              if result.facts.get('iqr_ratio') is not None else 'no per-run times: spread unknown')
-                    _logger.warning('%s: unstable after %d attempts (%s)', self.name, result.attempts, spread)
-            return measured
+            return [LatencyResult.from_runner(item, device=self.name, **facts) for item in results]
         last = errors[-1]
         if len(errors) > 1:
             first = f'; first failure: {errors[0]}' if str(errors[0]) != str(last) else ''
@@ -504,23 +514,10 @@ class SSHDevice(Device):
         if isinstance(data, dict) and 'error' in data:
             kind = data['error'].get('kind', 'runtime')
             message = data['error'].get('message', '')
-            if kind == 'onnxruntime_missing':
-                raise BoardSetupError(
-                    f'{self.name}: {message}. Install ONNX Runtime for that python on {host} (Jetson: the '
-                    f'onnxruntime-gpu wheel for your JetPack from the Jetson Zoo, or `pip3 install onnxruntime`), '
-                    f'point remote_python / --remote-python at a python that has it, or use trtexec=True', host=host)
-            if kind == 'trtexec_missing':
-                raise BoardSetupError(f'{self.name}: {message}. On a Jetson it ships with JetPack in '
-                                      f'/usr/src/tensorrt/bin; pass trtexec=/full/path', host=host)
-            if kind == 'lock_timeout':
-                raise BoardBusyError(f'{self.name}: {message}; raise lock_timeout_s or use a device pool',
-                                     host=host)
-            if kind == 'timeout':
-                raise MeasurementTimeout(f'{self.name}: {message}; raise timeout_s', host=host)
-            if kind == 'no_power_rails':
-                raise BoardSetupError(f'{self.name}: {message}. This board exposes no INA3221 rails to this user; '
-                                      f'measure without energy=True, or check power_root', host=host)
-            raise MeasurementError(f'{self.name}: measurement failed on {host} ({kind}): {message}', host=host)
+            if kind not in BOARD_ERRORS:
+                raise MeasurementError(f'{self.name}: measurement failed on {host} ({kind}): {message}', host=host)
+            error_class, hint = BOARD_ERRORS[kind]
+            raise error_class(f'{self.name}: {message}{hint.format(host=host)}', host=host)
         if code == 0 and isinstance(data, dict) and 'results' in data:
             return data
         if code == SSH_EXIT:
@@ -531,8 +528,8 @@ class SSHDevice(Device):
             raise BoardSetupError(
                 f'{self.name}: the board could not start {self.remote_python!r} ({tail or "exit 127"}). Install '
                 f'Python 3 on {host} or set remote_python / --remote-python to its absolute path', host=host)
-        if code == 75:
-            raise SSHConnectionError(f'{self.name}: the board lost our session mid-run (exit 75); retrying',
+        if code == EXIT_CALLER_GONE:
+            raise SSHConnectionError(f'{self.name}: the board lost our session mid-run (exit {code}); retrying',
                                      host=host)
         if code < 0 or code > 128:  # the remote shell or python was killed (sshd gone, OOM, reboot)
             raise SSHConnectionError(f'{self.name}: the run on {host} was killed (exit {code}): {tail}', host=host)

@@ -56,10 +56,14 @@ except ImportError:  # on the board: the shipped files sit side by side, not in 
 
 __all__ = ['parse_trtexec_output', 'board_facts', 'main']
 
+#: Exit code of each error kind the board reports (``{"error": {"kind": ..., "message": ...}}``);
+#: the workstation side (:mod:`nni_lightnas.latency.ssh`) imports these, never copies them.
 EXIT_CODES = {
     'onnxruntime_missing': 3, 'trtexec_missing': 4, 'trtexec_failed': 5, 'lock_timeout': 6,
     'timeout': 7, 'bad_input': 8, 'runtime': 9, 'no_power_rails': 10,
 }
+#: Exit code when the caller went away mid-run (stdin closed): the board is released at once.
+EXIT_CALLER_GONE = 75
 
 
 
@@ -148,7 +152,7 @@ def _watch_stdin(children):
     except (IOError, OSError, ValueError):
         pass
     children.kill()
-    os._exit(75)  # the caller is gone: release the board at once
+    os._exit(EXIT_CALLER_GONE)  # the caller is gone: release the board at once
 
 
 _ENGINE_IDS = {}  # model path -> the id its engine is cached under (the host's structure hash)

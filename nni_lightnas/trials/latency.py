@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_trial_device(args: argparse.Namespace):
-    from nni_lightnas.latency.devices import make_device
+    from nni_lightnas.latency.device_pool import make_device
     options: dict[str, Any] = dict(num_runs=args.runs, num_warmup_runs=args.warmup, threads=args.threads,
                                    identity_file=args.ssh_identity, ssh_options=args.ssh_option or None,
                                    ssh_config=args.ssh_config, remote_python=args.remote_python,

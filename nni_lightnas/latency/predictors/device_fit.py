@@ -17,7 +17,7 @@ differentiable latency model, with two more files beside ``predictor.json``:
 
 Examples
 --------
->>> from nni_lightnas.latency.devices import make_device  # doctest: +SKIP
+>>> from nni_lightnas.latency.device_pool import make_device  # doctest: +SKIP
 >>> config = DevicePredictorConfig(preset='fashion_mnist', kind='transfer', num_samples=20,
 ...                                pretrain_data='runs/other_boards.csv')  # doctest: +SKIP
 >>> result = fit_device_predictor(config, make_device('local'))  # doctest: +SKIP

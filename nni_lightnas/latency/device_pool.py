@@ -1,4 +1,4 @@
-"""Devices by name, and pools of boards that serve concurrent trials.
+"""The device factory (:func:`make_device`: devices by name) and pools of boards that serve concurrent trials.
 
 :func:`make_device` turns a device spec (``local``, ``ssh://user@host:port``, or several
 comma-separated boards) into a :class:`~nni_lightnas.latency.device.Device`.
@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -34,7 +33,7 @@ from .local import LocalDevice
 from .ssh import SSHDevice
 
 __all__ = [
-    'make_device', 'DevicePool', 'measured_channel_latency', 'DEVICE_SPECS', 'SSH_OPTIONS',
+    'make_device', 'DevicePool', 'DEVICE_SPECS', 'SSH_OPTIONS',
     'DeviceError', 'SSHConnectionError', 'SSHAuthError', 'SSHHostKeyError', 'BoardSetupError',
     'BoardBusyError', 'MeasurementTimeout', 'MeasurementError',
 ]
@@ -180,52 +179,17 @@ class DevicePool(Device):
                                      f'raise acquire_timeout_s', host=self.name)
             time.sleep(self.poll_s)
 
-    def measure(self, model: Any, input_shape: Sequence[int] | None = None) -> LatencyResult:
-        """Export once, then measure on the first free board; ``result.device`` names that board."""
-        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
-            path = self._as_onnx_file(model, input_shape, Path(workdir))
-            return self._measure_onnx_file(path)
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Device]:
+        """Take the first free board (:meth:`acquire`), then hold that board as it holds itself."""
+        with self.acquire() as board, board.hold() as held:
+            yield held
 
-    def measure_group(self, models: Sequence[Any], input_shape: Sequence[int] | None = None) -> list[LatencyResult]:
-        """Measure models that are compared with each other all on one board (the first free one)."""
-        with tempfile.TemporaryDirectory(prefix='nni-lightnas-') as workdir:
-            paths = []
-            for index, model in enumerate(models):
-                folder = Path(workdir) / str(index)
-                folder.mkdir()
-                paths.append(self._as_onnx_file(model, input_shape, folder))
-            with self.acquire() as device:
-                results = device.measure_group(paths)
-        for result in results:
-            result.facts.setdefault('pool', self.name)
-        return results
+    def result_facts(self) -> dict[str, Any]:
+        return {'pool': self.name}
 
     def _measure_onnx_file(self, path: Path) -> LatencyResult:
-        with self.acquire() as device:
-            result = device.measure(path)
-        result.facts.setdefault('pool', self.name)
-        return result
+        raise RuntimeError(f'{self.name} measures on its boards: hold() yields the board that times')
 
     def extra_repr(self) -> str:
         return ', '.join(repr(device) for device in self.devices)
-
-
-def measured_channel_latency(*, arch: Any, preset: Any = 'fashion_mnist', batch_size: int = 1,
-                             device: str | Sequence[str] | Device = 'local',
-                             cache_path: str | os.PathLike | None = None, **device_options: Any):
-    """Channel latency model of the evolution tuner that measures on any device (an SSH board, a pool).
-
-    For the tuner's ``latency: nni_lightnas.latency.devices:measured_channel_latency`` with
-    ``latency_args: {device: 'ssh://nvidia@jetson', remote_python: ..., cache_path: ...}``;
-    ``device_options`` go to :func:`make_device` (``num_runs``, ``identity_file``, ...).
-
-    Examples
-    --------
-    >>> model = measured_channel_latency(arch='MBK3E3-skip-MBK5E6', preset='tiny',
-    ...                                  device='ssh://nvidia@jetson', remote_python='/usr/bin/python3')
-    >>> model.device.name
-    'ssh://nvidia@jetson'
-    """
-    from .channel import MeasuredChannelLatency
-    board = make_device(device, **{'num_runs': 50, 'num_warmup_runs': 5, **device_options})
-    return MeasuredChannelLatency(arch, preset, device=board, cache_path=cache_path, batch_size=batch_size)
