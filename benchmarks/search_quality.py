@@ -22,7 +22,10 @@ scored on the 10,000 test images. ``kendall_supernet_vs_standalone`` is Kendall'
 the uniform supernet's accuracy and the mean stand-alone accuracy over all random nets.
 
 Everything finished is appended to ``--journal`` (JSON lines) and never redone, so a long run
-can be stopped and resumed. Prints one JSON object::
+can be stopped and resumed; the targets are done one after another (the middle one first), each
+searched and all its nets trained before the next, and ``--from-journal`` summarises the targets
+a run in progress has finished (computing nothing; the rest listed in ``unfinished_targets``).
+Prints one JSON object::
 
     {"targets": [{"target_ms", "lightnas": {"arch", "predicted_ms", "argmax_ms", "landed",
      "test_acc": [per seed]}, "random": [...], "supernet_ranked_random": {...},
@@ -75,11 +78,19 @@ def _key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class Journal:
-    """Finished work as JSON lines: ``{"key": ..., "value": ...}``; a key is computed once."""
+class NotJournaled(LookupError):
+    """A read-only journal lacks this piece of work (``--from-journal``)."""
 
-    def __init__(self, path: Path):
+
+class Journal:
+    """Finished work as JSON lines: ``{"key": ..., "value": ...}``; a key is computed once.
+
+    ``read_only``: nothing is computed; :meth:`get` of a missing key raises :class:`NotJournaled`.
+    """
+
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = path
+        self.read_only = read_only
         self.records: dict[str, Any] = {}
         if path.is_file():
             for line in path.read_text().splitlines():
@@ -97,6 +108,8 @@ class Journal:
         self.records[key] = value
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self.records and self.read_only:
+            raise NotJournaled(key)
         if key not in self.records:
             value = compute()
             with self.path.open('a') as handle:
@@ -382,6 +395,9 @@ def main(argv=None) -> int:
                         help='only train the random at-target nets (no search) and print how far they spread '
                              'against two seeds of one net: the noise floor of the recipe, and the first part of a '
                              'full run (the same journal keys)')
+    parser.add_argument('--from-journal', action='store_true',
+                        help='search and train nothing: summarise the targets whose every search and training the '
+                             'journal holds (the others are listed in unfinished_targets); for a run in progress')
     parser.add_argument('--no-train', action='store_true',
                         help='with --only-random: train nothing, summarise the nets the journal already holds')
     parser.add_argument('--classes', default=None, metavar='LIST',
@@ -421,7 +437,8 @@ def main(argv=None) -> int:
             parser.error(f'--classes must be comma-separated class indices such as 0,2,4,6, got {args.classes!r}')
     random_count = args.random or (5 if args.quick else 8)
     scales = [float(s) for s in args.proxyless_scales.split(',')]
-    journal = Journal(Path(args.journal or REPO / 'runs' / 'bench' / f'search_quality{"_quick" if args.quick else ""}.jsonl'))
+    journal = Journal(Path(args.journal or REPO / 'runs' / 'bench' / f'search_quality{"_quick" if args.quick else ""}.jsonl'),
+                      read_only=args.from_journal)
     started = time.perf_counter()
 
     lut, calibration = calibrated_lut(Path(args.lut), args.preset, args.calibrate)
@@ -564,8 +581,7 @@ def main(argv=None) -> int:
 
     # the middle target first, then outwards
     order = sorted(range(len(targets)), key=lambda index: abs(quantiles[index] - 0.5))
-    results = []
-    for target_ms in [targets[index] for index in order]:
+    def search_target(target_ms: float) -> dict[str, Any]:
         entry: dict[str, Any] = {'target_ms': target_ms,
                                  'quantile': quantiles[targets.index(target_ms)]}
         entry['lightnas_variants'] = []
@@ -604,8 +620,18 @@ def main(argv=None) -> int:
                                            'argmax_ms': lut.predict(best_arch), 'landed': False,
                                            'supernet_acc': supernet['scores'][best_arch], 'pool': len(pool)}
         train_every_net(entry)
-        results.append(entry)
+        return entry
+
+    results = []
+    unfinished = []
+    for target_ms in [targets[index] for index in order]:
+        try:
+            results.append(search_target(target_ms))
+        except NotJournaled:
+            unfinished.append(target_ms)
     results.sort(key=lambda entry: entry['target_ms'])
+    if not results:
+        raise SystemExit(f'the journal {journal.path} holds no finished target yet (targets {targets})')
 
     for entry in results:
         for variant in entry['lightnas_variants']:
@@ -647,6 +673,7 @@ def main(argv=None) -> int:
         'latency_model': {'range_ms': [fastest_ms, slowest_ms], 'calibration': calibration,
                           'batch': int(lut.metadata.get('batch', 32)), 'device': 'local (ONNX Runtime CPU)'},
         'seconds': time.perf_counter() - started,
+        **({'unfinished_targets': unfinished} if unfinished else {}),
     }
     text = json.dumps(summary, default=float)
     if args.output:
