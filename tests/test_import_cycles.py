@@ -2,7 +2,8 @@
 
 A module that imports another only inside a function still depends on it: two modules that
 do so both ways cannot be read, tested or moved apart. This reads every module of the
-package (its source, nothing is imported) and fails naming each cycle it finds.
+package (its source, nothing is imported) and fails naming each cycle it finds. Imports under
+``if TYPE_CHECKING:`` (for annotations only) are not dependencies and are not counted.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name if path.name == '__init__.py' else name.rpartition('.')[0]
         targets: list[str] = []
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and 'TYPE_CHECKING' in ast.unparse(node.test) for inner in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # annotations only: no dependency when the code runs
+                continue
             if isinstance(node, ast.Import):
                 targets += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
