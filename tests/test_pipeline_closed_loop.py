@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from latency_fakes import ParamsDevice
-from nni_lightnas import pipeline
+from nni_lightnas import pipeline, pipeline_stages
 from nni_lightnas.closed_loop import LandingRound, chosen_round, landing_verdict
 from nni_lightnas.latency.calibration import correct_on_landings
 from nni_lightnas.latency.lut import LatencyLUT
@@ -55,14 +55,14 @@ def _evolve(config, target_ms, arch, batch, directory):  # stage 2 keeps the LUT
 
 def _train(config, arch, widths, directory, inputs_hash=''):  # latency does not depend on the weights
     import torch
-    net = pipeline._build_net(config, arch, widths)
+    net = pipeline_stages._build_net(config, arch, widths)
     torch.save(net.state_dict(), directory / 'model.pt')
     return {'weights': str(directory / 'model.pt'), 'test_acc': 0.1, 'test_loss': 2.3,
             'params_m': sum(p.numel() for p in net.parameters()) / 1e6, 'flops_m': None, 'resumed_after_epochs': 0}
 
 
 def _stand_in(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.setattr(pipeline, '_make_device', _device)
+    monkeypatch.setattr(pipeline_stages, '_make_device', _device)  # the stages make the device
     monkeypatch.setattr(pipeline, '_profile', _miscalibrated_profile(pipeline._profile))
     monkeypatch.setattr(pipeline, '_evolve', _evolve)
     monkeypatch.setattr(pipeline, '_train', _train)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nni_lightnas.pipeline import _evolve, stage2_latency
+from nni_lightnas.pipeline_stages import _evolve, stage2_latency
 from nni_lightnas.pipeline_config import PipelineConfig, PipelineConfigError
 from sshd_fixture import sshd  # noqa: F401
 
