@@ -198,12 +198,17 @@ class Device(abc.ABC):
         for result in results:
             for key, value in self.result_facts().items():
                 result.facts.setdefault(key, value)
-        for result in results:
-            if result.stable:
-                continue
+        unstable = [result for result in results if not result.stable]
+        if len(results) == 1 and unstable:
+            result = unstable[0]
             spread = (f'IQR {result.iqr_ms:.3f} ms on median {result.median_ms:.3f} ms'
                       if result.facts.get('iqr_ratio', 0.0) is not None else 'no per-run times: spread unknown')
             _logger.warning('%s: spread stayed wide after %d attempts (%s)', result.device, result.attempts, spread)
+        elif unstable:  # one line for a group
+            widest = max((r.iqr_ms / r.median_ms for r in unstable if r.median_ms), default=float('nan'))
+            _logger.warning('%s: spread stayed wide after %d attempts for %d of %d interleaved models (widest '
+                            'IQR/median %.3f)', unstable[0].device, max(r.attempts for r in unstable), len(unstable),
+                            len(results), widest)
         return results
 
     @contextlib.contextmanager
