@@ -191,9 +191,9 @@ def check_budget(lightnet: str, preset: str, budget_ms: float, latency: str = 'f
 def prepare_latency_model(config: EvolveConfig, output_dir: Path) -> tuple[str, dict[str, Any]]:
     """The latency model the tuner and the trials share, as ``(spec, args)``; the budget checked first.
 
-    ``'flops'`` without coefficients is calibrated here once and saved as
-    ``latency_model.json``; ``'flops'`` without coefficients and ``'measured'`` share one
-    measurement cache, ``latency_cache.jsonl``. An infeasible budget raises
+    ``'flops'`` without coefficients is calibrated here once (three measurements) and saved as
+    ``latency_model.json``; ``'measured'`` caches every measurement in ``latency_cache.jsonl``,
+    which the tuner and the trials share. An infeasible budget raises
     :class:`InfeasibleBudgetError` before anything is written.
     """
     latency, latency_args = config.latency, dict(config.latency_args)
