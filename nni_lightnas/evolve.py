@@ -59,8 +59,11 @@ class InfeasibleBudgetError(ValueError):
     ``str(error)`` names the setting ``budget_ms``; :meth:`message` names another (a CLI flag).
     """
 
-    def __init__(self, budget_ms: float, fastest_ms: float, lightnet: str, latency: str):
+    def __init__(self, budget_ms: float, fastest_ms: float, lightnet: str, latency: str,
+                 narrowest: dict[str, Any] | None = None):
         self.budget_ms, self.fastest_ms, self.lightnet, self.latency = budget_ms, fastest_ms, lightnet, latency
+        #: The narrowest widths (the tuner's parameters), which take ``fastest_ms``.
+        self.narrowest = dict(narrowest or {})
         super().__init__(self.message('budget_ms'))
 
     def message(self, setting: str) -> str:
@@ -184,7 +187,7 @@ def check_budget(lightnet: str, preset: str, budget_ms: float, latency: str = 'f
         narrowest[label] = min(values) if all(isinstance(v, (int, float)) for v in values) else values[0]
     fastest_ms = float(model(narrowest))
     if fastest_ms > budget_ms:
-        raise InfeasibleBudgetError(budget_ms, fastest_ms, lightnet, latency)
+        raise InfeasibleBudgetError(budget_ms, fastest_ms, lightnet, latency, narrowest)
     return model
 
 

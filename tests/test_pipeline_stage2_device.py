@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nni_lightnas.pipeline_stages import _evolve, stage2_latency
+from nni_lightnas.search_spaces.channel_space import nni_search_space
 from nni_lightnas.pipeline_config import PipelineConfig, PipelineConfigError
 from sshd_fixture import sshd  # noqa: F401
 
@@ -70,3 +71,19 @@ def test_trials_report_the_device_latency_to_the_microsecond(sshd, tmp_path):
     for trial in (json.loads(line) for line in (directory / 'trials.jsonl').read_text().splitlines()):
         assert trial['latency_source'] == 'device' and trial['latency_device'] == sshd.url
         assert trial['latency_ms'] == round(trial['latency_ms'], 3) and trial['latency_ms'] > 0
+
+
+def test_a_target_the_device_finds_infeasible_ships_the_narrowest_widths_for_the_closed_loop(tmp_path):
+    config = PipelineConfig.from_dict({
+        'run_dir': str(tmp_path / 'run'), 'preset': 'tiny', 'device': 'local',
+        'profile': {'runs': 5, 'warmup': 1},
+        'evolve': {'max_trials': 2, 'population_size': 2, 'sample_size': 1, 'batches': 2, 'last': 1,
+                   'data': 'synthetic', 'data_limit': 64}})
+    directory = tmp_path / 'run' / 'evolve'
+    directory.mkdir(parents=True)
+    out = _evolve(config, 1e-4, ARCH, 2, directory)  # far below anything the device can run
+    assert out['infeasible'] and out['num_trials'] == 0 and out['latency_ms'] > 1e-4
+    narrowest = {label: min(spec['_value']) for label, spec in nni_search_space(ARCH, 'tiny').items()}
+    assert out['widths'] == narrowest
+    assert json.loads((directory / 'best.json').read_text())['params'] == narrowest
+    assert not (directory / 'trials.jsonl').exists()  # no trial ran
