@@ -284,7 +284,9 @@ def test_goal_energy_target_on_a_simulated_board(sshd, tmp_path):
                        space=LightNASSpace('tiny', op_names=op_names))
     result = strategy.export_result()
     assert abs(result['predicted_energy_mj'] / target_mj - 1) <= 0.02
-    # the exported net, measured whole on the simulated board
+    # the exported net, measured whole on the simulated board: the median of five measurements, as
+    # one measurement's power samples catch the run's start and end at random (a few % apart)
     net = LightNet(result['lightnet'], 'tiny')
-    measured = board.measure(onnx_bytes(net, (1, 1, 28, 28)), (1, 1, 28, 28)).facts['energy_mj']
-    assert abs(measured / target_mj - 1) <= 0.02, (measured, result)
+    model = onnx_bytes(net, (1, 1, 28, 28))
+    measured = sorted(board.measure(model, (1, 1, 28, 28)).facts['energy_mj'] for _ in range(5))
+    assert abs(measured[2] / target_mj - 1) <= 0.02, (measured, result)
