@@ -108,9 +108,9 @@ class Journal:
         self.records[key] = value
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
-        if key not in self.records and self.read_only:
-            raise NotJournaled(key)
         if key not in self.records:
+            if self.read_only:
+                raise NotJournaled(key)
             value = compute()
             with self.path.open('a') as handle:
                 handle.write(json.dumps({'key': key, 'value': value}, default=float) + '\n')
@@ -581,6 +581,7 @@ def main(argv=None) -> int:
 
     # the middle target first, then outwards
     order = sorted(range(len(targets)), key=lambda index: abs(quantiles[index] - 0.5))
+
     def search_target(target_ms: float) -> dict[str, Any]:
         entry: dict[str, Any] = {'target_ms': target_ms,
                                  'quantile': quantiles[targets.index(target_ms)]}

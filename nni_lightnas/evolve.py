@@ -200,9 +200,6 @@ def prepare_latency_model(config: EvolveConfig, output_dir: Path) -> tuple[str, 
     :class:`InfeasibleBudgetError` before anything is written.
     """
     latency, latency_args = config.latency, dict(config.latency_args)
-    if latency == 'flops' and 'ms_per_mmac' in latency_args:
-        from .latency.channel import FlopsChannelLatency
-        FlopsChannelLatency(config.lightnet, config.preset, **latency_args)  # validates the arguments
     model = check_budget(config.lightnet, config.preset, config.budget_ms, latency, latency_args)
     output_dir.mkdir(parents=True, exist_ok=True)
     if latency == 'flops' and 'ms_per_mmac' not in latency_args:

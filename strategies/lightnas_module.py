@@ -319,22 +319,26 @@ class LightNASLightningModule(DartsLightningModule):
         terms = []
         squared_error_weight = config.squared_error_weight * self.squared_error_ramp()
         if self.multiplier is not None:
-            self.multiplier.value = float(self.latency_lambda)
-            expected_ms = self.latency_model.expected_latency(probs)
-            self._last_expected_ms = float(expected_ms.detach())
-            terms.append(self.multiplier.value * (expected_ms / config.target_latency_ms - 1.0))
-            if squared_error_weight:
-                terms.append(squared_error_weight *
-                             expected_squared_error(self.latency_model, probs, config.target_latency_ms))
+            self._last_expected_ms = self._budget_terms(terms, self.multiplier, self.latency_lambda,
+                                                        self.latency_model, config.target_latency_ms, probs,
+                                                        squared_error_weight)
         if self.energy_multiplier is not None:
-            self.energy_multiplier.value = float(self.energy_lambda)
-            expected_mj = self.energy_model.expected_latency(probs)
-            self._last_expected_mj = float(expected_mj.detach())
-            terms.append(self.energy_multiplier.value * (expected_mj / config.target_energy_mj - 1.0))
-            if squared_error_weight:
-                terms.append(squared_error_weight *
-                             expected_squared_error(self.energy_model, probs, config.target_energy_mj))
+            self._last_expected_mj = self._budget_terms(terms, self.energy_multiplier, self.energy_lambda,
+                                                        self.energy_model, config.target_energy_mj, probs,
+                                                        squared_error_weight)
         return sum(terms[1:], terms[0])
+
+    @staticmethod
+    def _budget_terms(terms: list[torch.Tensor], multiplier: LatencyMultiplier, lambda_value, model,
+                      target: float, probs, squared_error_weight: float) -> float:
+        """Append one budget's terms (``lambda * (E/T - 1)``, and the squared error when weighted) to
+        ``terms``; returns the expected value E (ms or mJ) under ``probs``."""
+        multiplier.value = float(lambda_value)
+        expected = model.expected_latency(probs)
+        terms.append(multiplier.value * (expected / target - 1.0))
+        if squared_error_weight:
+            terms.append(squared_error_weight * expected_squared_error(model, probs, target))
+        return float(expected.detach())
 
     def squared_error_ramp(self) -> float:
         """Share of ``squared_error_weight`` in force: the share of planned alpha steps done (1: ``'fixed'``).

@@ -195,8 +195,9 @@ class Device(abc.ABC):
 
     def _finish(self, results: list[LatencyResult]) -> list[LatencyResult]:
         """Add :meth:`result_facts` to ``results`` and warn about any whose spread stayed wide."""
+        facts = self.result_facts()
         for result in results:
-            for key, value in self.result_facts().items():
+            for key, value in facts.items():
                 result.facts.setdefault(key, value)
         unstable = [result for result in results if not result.stable]
         if len(results) == 1 and unstable:
